@@ -1,0 +1,25 @@
+//! Contracts that cross a boundary between the parts of the feed.
+//!
+//! Everything in here is plain data and pure functions, so it builds for native
+//! code (`ingest`, tests) and for `wasm32-unknown-unknown` (the Worker) alike.
+//! It knows nothing of tokio, of the Worker runtime, or of any clock: callers
+//! pass "now" in, which keeps every function deterministic and testable.
+//!
+//! The major components are:
+//! - [`round`]: the round as clients see it (DESIGN §3.1) and the ingest batch
+//!   that carries round events to the edge (DESIGN §3.5, §3.9).
+//! - [`sse`]: the Server-Sent Events frame encoder (DESIGN §3.2).
+//! - [`signature`]: the `x-signature` HMAC scheme between ingest and the edge.
+//! - [`apikey`]: API key format, hashing and the record stored in KV (DESIGN §3.4).
+//! - [`names`]: validation of game slugs and game types used in URLs and object names.
+//! - [`error`]: the JSON error body every public route answers with (DESIGN §3.3).
+#![forbid(unsafe_code)]
+
+pub mod apikey;
+pub mod error;
+pub mod names;
+pub mod round;
+pub mod signature;
+pub mod sse;
+
+pub use round::{EventKind, IngestBatch, IngestReply, Round, RoundEvent};

@@ -1,0 +1,273 @@
+//! Server-Sent Events framing (DESIGN §3.2).
+//!
+//! A frame is built field by field and ends with a blank line. The encoder
+//! follows the WHATWG `text/event-stream` rules: `data` may span lines (each
+//! line becomes its own `data:` field, which the browser joins with `\n`);
+//! `id` and `event` are single-line by definition, so a line break in them is
+//! an error rather than something to repair silently; `id` also must not
+//! contain NUL, which browsers treat as "ignore this id".
+//!
+//! Written here rather than taken from axum's `Event` because it must build
+//! for wasm32 without tokio or hyper, and the Durable Object sends the very
+//! same bytes the client receives.
+
+use std::fmt::Write as _;
+
+/// `event:` name of the first frame on connect: the stream's latest round.
+pub const EVENT_INITIAL: &str = "initial";
+/// `event:` name of a newly committed round.
+pub const EVENT_MESSAGE: &str = "message";
+/// `event:` name of a corrected round.
+pub const EVENT_UPDATE: &str = "update";
+/// `event:` name telling a resuming client its `Last-Event-ID` is older than
+/// the retained history: drop what you have, an `initial` follows.
+pub const EVENT_RESET: &str = "reset";
+
+/// A field value that cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// `id` or `event` contained `\n` or `\r`.
+    #[error("SSE `{0}` field must not contain a line break")]
+    LineBreak(&'static str),
+    /// `id` contained NUL.
+    #[error("SSE `id` field must not contain NUL")]
+    Nul,
+}
+
+/// Builds one SSE frame (a block of fields ended by a blank line).
+///
+/// ```
+/// use shared::sse::Frame;
+/// let frame = Frame::new().id("7").unwrap().event("message").unwrap().data("{}").finish();
+/// assert_eq!(frame, b"id: 7\nevent: message\ndata: {}\n\n");
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Frame {
+    buf: Vec<u8>,
+}
+
+impl Frame {
+    /// An empty frame.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty frame whose buffer already holds `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn field(&mut self, name: &str, value: &str) {
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.push(b'\n');
+    }
+
+    /// Adds `id: <id>`.
+    pub fn id(mut self, id: &str) -> Result<Self, FrameError> {
+        if id.contains(['\n', '\r']) {
+            return Err(FrameError::LineBreak("id"));
+        }
+        if id.contains('\0') {
+            return Err(FrameError::Nul);
+        }
+        self.field("id", id);
+        Ok(self)
+    }
+
+    /// Adds `event: <name>`.
+    pub fn event(mut self, name: &str) -> Result<Self, FrameError> {
+        if name.contains(['\n', '\r']) {
+            return Err(FrameError::LineBreak("event"));
+        }
+        self.field("event", name);
+        Ok(self)
+    }
+
+    /// Adds one `data:` line per line of `data` (`\n`, `\r\n` and `\r` all end
+    /// a line, as the browser's parser sees them).
+    pub fn data(mut self, data: &str) -> Self {
+        for line in split_lines(data) {
+            self.field("data", line);
+        }
+        self
+    }
+
+    /// Adds `retry: <ms>`: how long the browser waits before reconnecting.
+    pub fn retry(mut self, millis: u64) -> Self {
+        let mut value = String::new();
+        // Writing to a String cannot fail.
+        let _ = write!(value, "{millis}");
+        self.field("retry", &value);
+        self
+    }
+
+    /// Adds a comment line per line of `text` (`: text`), ignored by browsers
+    /// but enough to keep proxies from closing an idle connection.
+    pub fn comment(mut self, text: &str) -> Self {
+        for line in split_lines(text) {
+            self.buf.extend_from_slice(b": ");
+            self.buf.extend_from_slice(line.as_bytes());
+            self.buf.push(b'\n');
+        }
+        self
+    }
+
+    /// Ends the frame with the blank line and returns its bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.push(b'\n');
+        self.buf
+    }
+}
+
+/// Splits on `\r\n`, `\n` or `\r`; an empty string is one empty line, so
+/// `data("")` still dispatches an event with empty data.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\n', '\r']) {
+            Some(at) => {
+                let skip = if current[at..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
+                rest = Some(&current[at + skip..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+/// The `retry:` frame every stream starts with.
+pub fn retry_frame(millis: u64) -> Vec<u8> {
+    Frame::new().retry(millis).finish()
+}
+
+/// The `: heartbeat <unix seconds>` comment frame.
+pub fn heartbeat_frame(unix_seconds: u64) -> Vec<u8> {
+    Frame::new()
+        .comment(&format!("heartbeat {unix_seconds}"))
+        .finish()
+}
+
+/// A round frame: `id: <round_id>`, `event: <event>`, `data: <json>`.
+///
+/// `json` is the round's serialised JSON, which never contains a raw line
+/// break (serde_json escapes them), so it is always a single `data:` line.
+pub fn round_frame(event: &str, round_id: i64, json: &str) -> Result<Vec<u8>, FrameError> {
+    let mut id = String::new();
+    let _ = write!(id, "{round_id}");
+    Ok(Frame::with_capacity(json.len() + event.len() + 32)
+        .id(&id)?
+        .event(event)?
+        .data(json)
+        .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_only() {
+        assert_eq!(Frame::new().data("foobar").finish(), b"data: foobar\n\n");
+    }
+
+    #[test]
+    fn data_keeps_a_leading_space() {
+        // The parser strips exactly one space after the colon, so a value that
+        // starts with a space needs the separator space too.
+        assert_eq!(Frame::new().data(" foobar").finish(), b"data:  foobar\n\n");
+    }
+
+    #[test]
+    fn multi_line_data_becomes_several_data_fields() {
+        assert_eq!(
+            Frame::new().data("foo\nbar").finish(),
+            b"data: foo\ndata: bar\n\n"
+        );
+        assert_eq!(
+            Frame::new().data("a\r\nb\rc\n").finish(),
+            b"data: a\ndata: b\ndata: c\ndata: \n\n"
+        );
+    }
+
+    #[test]
+    fn empty_data_still_dispatches() {
+        assert_eq!(Frame::new().data("").finish(), b"data: \n\n");
+    }
+
+    #[test]
+    fn id_event_data_in_order() {
+        let frame = Frame::new()
+            .id("42")
+            .unwrap()
+            .event("update")
+            .unwrap()
+            .data("{}")
+            .finish();
+        assert_eq!(frame, b"id: 42\nevent: update\ndata: {}\n\n");
+    }
+
+    #[test]
+    fn id_and_event_reject_line_breaks_and_nul() {
+        assert_eq!(
+            Frame::new().id("1\n2").unwrap_err(),
+            FrameError::LineBreak("id")
+        );
+        assert_eq!(
+            Frame::new().id("1\r").unwrap_err(),
+            FrameError::LineBreak("id")
+        );
+        assert_eq!(Frame::new().id("1\0").unwrap_err(), FrameError::Nul);
+        assert_eq!(
+            Frame::new().event("a\nb").unwrap_err(),
+            FrameError::LineBreak("event")
+        );
+        assert_eq!(
+            Frame::new().event("a\rb").unwrap_err(),
+            FrameError::LineBreak("event")
+        );
+    }
+
+    #[test]
+    fn comments_one_line_each() {
+        assert_eq!(
+            Frame::new().comment("keep-alive").finish(),
+            b": keep-alive\n\n"
+        );
+        assert_eq!(Frame::new().comment("a\nb").finish(), b": a\n: b\n\n");
+    }
+
+    #[test]
+    fn retry_and_heartbeat_frames() {
+        assert_eq!(retry_frame(3000), b"retry: 3000\n\n");
+        assert_eq!(
+            heartbeat_frame(1_768_621_542),
+            b": heartbeat 1768621542\n\n"
+        );
+    }
+
+    #[test]
+    fn round_frame_is_byte_exact() {
+        let json = r#"{"round_id":3,"extras":"{\"a\": 1}"}"#;
+        assert_eq!(
+            round_frame(EVENT_MESSAGE, 3, json).unwrap(),
+            b"id: 3\nevent: message\ndata: {\"round_id\":3,\"extras\":\"{\\\"a\\\": 1}\"}\n\n"
+                .to_vec()
+        );
+        assert_eq!(
+            round_frame("bad\nname", 3, "{}").unwrap_err(),
+            FrameError::LineBreak("event")
+        );
+    }
+}

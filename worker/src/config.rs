@@ -1,0 +1,54 @@
+//! Binding names (as in `wrangler.toml`) and tunables read from `[vars]`.
+
+use std::time::Duration;
+use worker::Env;
+
+/// KV namespace holding `key:<sha256>` → API key record.
+pub(crate) const KEYS: &str = "KEYS";
+/// Durable Object namespace of the per-game and per-type streams.
+pub(crate) const STREAMS: &str = "STREAMS";
+/// Secret that signs ingest batches (`.dev.vars` locally, `wrangler secret put`).
+pub(crate) const INGEST_SECRET: &str = "INGEST_SECRET";
+
+/// Tunables of a stream, with the defaults of DESIGN §3.2 and §3.7.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamConfig {
+    /// Interval of `: heartbeat` comments written by the Worker.
+    pub(crate) heartbeat: Duration,
+    /// `retry:` sent to browsers, in milliseconds.
+    pub(crate) retry_ms: u64,
+    /// Rounds kept per stream for resume and history.
+    pub(crate) history_limit: u32,
+    /// Chunks a client may have queued before it counts as slow and is cut off.
+    pub(crate) max_queued_chunks: u32,
+}
+
+impl StreamConfig {
+    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT` and `MAX_QUEUED_CHUNKS`,
+    /// falling back to the defaults for anything missing or unreadable.
+    pub(crate) fn from_env(env: &Env) -> Self {
+        let num = |name: &str, default: u64| -> u64 {
+            env.var(name)
+                .ok()
+                .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+                .filter(|v| *v > 0)
+                .unwrap_or(default)
+        };
+        Self {
+            heartbeat: Duration::from_secs(num("HEARTBEAT_SECS", 15)),
+            retry_ms: num("RETRY_MS", 3000),
+            history_limit: u32::try_from(num("HISTORY_LIMIT", 1000)).unwrap_or(1000),
+            max_queued_chunks: u32::try_from(num("MAX_QUEUED_CHUNKS", 1024)).unwrap_or(1024),
+        }
+    }
+}
+
+/// Reads a secret, accepting a plain var too (wrangler exposes `.dev.vars`
+/// entries and `--var` flags as either, depending on version).
+pub(crate) fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|s| !s.is_empty())
+}

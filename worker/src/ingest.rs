@@ -1,0 +1,157 @@
+//! `POST /internal/rounds` (DESIGN §3.5): a signed batch of round events from
+//! ingest, split per Durable Object (the game's and the game type's), stored
+//! by every one of them before the 2xx that lets ingest acknowledge.
+
+use futures_util::future::join_all;
+use shared::error::ErrorCode;
+use shared::{IngestBatch, IngestReply, RoundEvent, names, signature};
+use worker::{Date, Env, Headers, Method, Request, RequestInit, Response};
+
+use crate::config::{INGEST_SECRET, STREAMS, secret};
+use crate::error::{ApiError, ApiResult};
+
+/// Largest accepted batch body.
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Handles one batch.
+pub(crate) async fn post_rounds(mut req: Request, env: Env) -> ApiResult<Response> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let body = req.bytes().await?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    let secret = secret(&env, INGEST_SECRET).ok_or_else(|| {
+        worker::console_error!("INGEST_SECRET is not configured: refusing every batch");
+        ApiError::new(ErrorCode::InvalidSignature, "invalid signature")
+    })?;
+    let header = req.headers().get(signature::HEADER).ok().flatten();
+    let now = (Date::now().as_millis() / 1000) as i64;
+    if let Err(why) = signature::verify(secret.as_bytes(), header.as_deref(), &body, now) {
+        worker::console_warn!("ingest batch refused: {why}");
+        return Err(ApiError::new(
+            ErrorCode::InvalidSignature,
+            "invalid signature",
+        ));
+    }
+    let batch: IngestBatch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidBatch, format!("malformed batch: {e}")))?;
+    for event in &batch.events {
+        let round = &event.round;
+        if names::validate(&round.game_slug).is_err() || names::validate(&round.game_type).is_err()
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBatch,
+                format!("round {}: invalid game slug or type", round.round_id),
+            ));
+        }
+    }
+
+    // Game objects first in the list; only their replies are summed, since
+    // type objects see the same events a second time.
+    let games = group(&batch.events, |e| names::game_object(&e.round.game_slug));
+    let types = group(&batch.events, |e| names::type_object(&e.round.game_type));
+    let game_count = games.len();
+    let namespace = env.durable_object(STREAMS)?;
+    let mut calls = Vec::with_capacity(games.len() + types.len());
+    for (object, events) in games.into_iter().chain(types) {
+        let stub = namespace.id_from_name(&object)?.get_stub()?;
+        calls.push(async move { (object, store(&stub, &events).await) });
+    }
+    let mut reply = IngestReply::default();
+    for (index, (object, result)) in join_all(calls).await.into_iter().enumerate() {
+        match result {
+            Ok(part) if index < game_count => reply += part,
+            Ok(_) => {}
+            Err(err) => {
+                worker::console_error!("store in {object} failed: {err}");
+                return Err(ApiError::unavailable(
+                    "a stream could not store the batch, retry",
+                ));
+            }
+        }
+    }
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let json = serde_json::to_vec(&reply).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    Ok(Response::builder().with_headers(headers).fixed(json))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("batch over {MAX_BODY_BYTES} bytes: send smaller batches"),
+    )
+}
+
+/// Groups events by object name, keeping first-seen order of objects and
+/// arrival order within each (commit order per game, DESIGN §3.6).
+fn group(
+    events: &[RoundEvent],
+    name: impl Fn(&RoundEvent) -> String,
+) -> Vec<(String, Vec<RoundEvent>)> {
+    let mut groups: Vec<(String, Vec<RoundEvent>)> = Vec::new();
+    for event in events {
+        let key = name(event);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(event.clone()),
+            None => groups.push((key, vec![event.clone()])),
+        }
+    }
+    groups
+}
+
+async fn store(stub: &worker::Stub, events: &[RoundEvent]) -> worker::Result<IngestReply> {
+    let body =
+        serde_json::to_string(events).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let req = Request::new_with_init("https://stream.internal/store", &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    if resp.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "object answered {}",
+            resp.status_code()
+        )));
+    }
+    resp.json::<IngestReply>().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{EventKind, Round};
+
+    fn event(id: i64, slug: &str) -> RoundEvent {
+        RoundEvent {
+            kind: EventKind::New,
+            round: Round {
+                round_id: id,
+                game_id: 1,
+                game_slug: slug.into(),
+                game_type: "t".into(),
+                finished_at: String::new(),
+                extras: "{}".into(),
+                timestamp: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn grouping_keeps_order_within_and_across_objects() {
+        let events = [event(1, "a"), event(2, "b"), event(3, "a")];
+        let groups = group(&events, |e| e.round.game_slug.clone());
+        let ids: Vec<(String, Vec<i64>)> = groups
+            .into_iter()
+            .map(|(k, v)| (k, v.iter().map(|e| e.round.round_id).collect()))
+            .collect();
+        assert_eq!(ids, vec![("a".into(), vec![1, 3]), ("b".into(), vec![2])]);
+    }
+}

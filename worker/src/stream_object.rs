@@ -1,0 +1,250 @@
+//! The Durable Object behind one stream: a game (`game:<slug>`) or a game type
+//! (`type:<type>`).
+//!
+//! It keeps the stream's recent history in SQLite, stores ingest's events
+//! idempotently by `round_id`, and fans frames out to the WebSockets of the
+//! Worker's SSE bridges. Sockets are accepted through the Hibernation API and
+//! the object holds no per-client state or timer, so it may be evicted between
+//! rounds while every client stays connected.
+
+// The `#[durable_object]` macro generates undocumented public glue.
+#![allow(missing_docs)]
+
+use js_sys::Uint8Array;
+use serde::Deserialize;
+use shared::sse::{self, EVENT_INITIAL, EVENT_MESSAGE, EVENT_RESET, EVENT_UPDATE};
+use shared::{EventKind, IngestReply, RoundEvent};
+use worker::{
+    DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, durable_object,
+};
+
+use crate::config::StreamConfig;
+
+/// Tag of the SSE bridge sockets.
+const SUBSCRIBER: &str = "sse";
+
+/// One stream's Durable Object.
+#[durable_object]
+pub struct StreamObject {
+    state: State,
+    env: Env,
+}
+
+#[derive(Deserialize)]
+struct StoredRound {
+    seq: i64,
+    round_id: i64,
+    json: String,
+}
+
+impl DurableObject for StreamObject {
+    fn new(state: State, env: Env) -> Self {
+        // Idempotent and synchronous: SQLite in a Durable Object needs no await.
+        let created = state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS rounds (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                round_id INTEGER NOT NULL UNIQUE,
+                json TEXT NOT NULL
+            )",
+            None,
+        );
+        if let Err(err) = created {
+            worker::console_error!("creating the rounds table failed: {err}");
+        }
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Get, "/subscribe") => {
+                let resume = req
+                    .url()?
+                    .query_pairs()
+                    .find(|(name, _)| name == "last_event_id")
+                    .and_then(|(_, value)| value.parse::<i64>().ok());
+                self.subscribe(resume)
+            }
+            (Method::Post, "/store") => {
+                let events: Vec<RoundEvent> = match req.json().await {
+                    Ok(events) => events,
+                    Err(err) => return Response::error(format!("bad events: {err}"), 400),
+                };
+                let reply = self.store(&events)?;
+                Response::from_json(&reply)
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn websocket_message(
+        &self,
+        _ws: WebSocket,
+        _message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        // Bridges never speak; ignoring keeps a misbehaving peer harmless.
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
+        // Answer the close frame, or the bridge sees 1006.
+        let _ = ws.close(Some(1000), Some("bye"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, err: worker::Error) -> Result<()> {
+        worker::console_warn!("subscriber socket error: {err}");
+        Ok(())
+    }
+}
+
+impl StreamObject {
+    fn sql_rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<StoredRound>> {
+        self.state.storage().sql().exec(query, bindings)?.to_array()
+    }
+
+    fn latest(&self) -> Result<Option<StoredRound>> {
+        Ok(self
+            .sql_rows(
+                "SELECT seq, round_id, json FROM rounds ORDER BY round_id DESC LIMIT 1",
+                vec![],
+            )?
+            .pop())
+    }
+
+    /// Accepts a bridge socket and queues what the client must see first: the
+    /// latest round, or everything after its `Last-Event-ID`, or a reset.
+    fn subscribe(&self, resume: Option<i64>) -> Result<Response> {
+        let pair = WebSocketPair::new()?;
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
+        let mut out = Vec::new();
+        let anchor = match resume {
+            Some(id) => self
+                .sql_rows(
+                    "SELECT seq, round_id, json FROM rounds WHERE round_id = ?",
+                    vec![id.into()],
+                )?
+                .pop(),
+            None => None,
+        };
+        match (resume, anchor) {
+            (Some(_), Some(anchor)) => {
+                let backlog = self.sql_rows(
+                    "SELECT seq, round_id, json FROM rounds WHERE seq > ? ORDER BY seq",
+                    vec![anchor.seq.into()],
+                )?;
+                for row in backlog {
+                    out.extend(frame(EVENT_MESSAGE, &row)?);
+                }
+            }
+            (Some(_), None) => {
+                out.extend(
+                    sse::Frame::new()
+                        .event(EVENT_RESET)
+                        .map_err(to_err)?
+                        .data("{}")
+                        .finish(),
+                );
+                if let Some(latest) = self.latest()? {
+                    out.extend(frame(EVENT_INITIAL, &latest)?);
+                }
+            }
+            (None, _) => {
+                if let Some(latest) = self.latest()? {
+                    out.extend(frame(EVENT_INITIAL, &latest)?);
+                }
+            }
+        }
+        if !out.is_empty() {
+            pair.server.send_with_bytes(&out)?;
+        }
+        Response::from_websocket(pair.client)
+    }
+
+    /// Stores `events` in order, idempotently by `round_id`, then sends the
+    /// resulting frames to every subscriber as one message.
+    fn store(&self, events: &[RoundEvent]) -> Result<IngestReply> {
+        let sql = self.state.storage().sql();
+        let mut reply = IngestReply::default();
+        let mut out = Vec::new();
+        for event in events {
+            let round = &event.round;
+            let json = serde_json::to_string(round)
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let known = self
+                .sql_rows(
+                    "SELECT seq, round_id, json FROM rounds WHERE round_id = ?",
+                    vec![round.round_id.into()],
+                )?
+                .pop();
+            let (changed, event_name) = match (event.kind, known) {
+                (_, Some(row)) if row.json == json => (false, None),
+                (EventKind::Update, Some(_)) => {
+                    sql.exec(
+                        "UPDATE rounds SET json = ? WHERE round_id = ?",
+                        vec![json.clone().into(), round.round_id.into()],
+                    )?;
+                    (true, Some(EVENT_UPDATE))
+                }
+                // A different body under a known id is a replayed insert:
+                // the stored one wins, nothing is sent twice.
+                (_, Some(_)) => (false, None),
+                (kind, None) => {
+                    sql.exec(
+                        "INSERT INTO rounds (round_id, json) VALUES (?, ?)",
+                        vec![round.round_id.into(), json.clone().into()],
+                    )?;
+                    let name = match kind {
+                        EventKind::New => Some(EVENT_MESSAGE),
+                        EventKind::Update => Some(EVENT_UPDATE),
+                        EventKind::Backfill => None,
+                    };
+                    (true, name)
+                }
+            };
+            if changed {
+                reply.stored += 1;
+            } else {
+                reply.duplicates += 1;
+            }
+            if let Some(name) = event_name {
+                out.extend(sse::round_frame(name, round.round_id, &json).map_err(to_err)?);
+            }
+        }
+        let limit = StreamConfig::from_env(&self.env).history_limit;
+        sql.exec(
+            "DELETE FROM rounds WHERE seq <= (SELECT MAX(seq) FROM rounds) - ?",
+            vec![i64::from(limit).into()],
+        )?;
+        if !out.is_empty() {
+            self.broadcast(&out);
+        }
+        Ok(reply)
+    }
+
+    /// Sends one buffer to every subscriber. The bytes are copied out of wasm
+    /// memory once; every socket sends the same JS `ArrayBuffer`.
+    fn broadcast(&self, bytes: &[u8]) {
+        let buffer = Uint8Array::from(bytes).buffer();
+        for socket in self.state.get_websockets_with_tag(SUBSCRIBER) {
+            if let Err(err) = socket.as_ref().send_with_array_buffer(&buffer) {
+                worker::console_warn!("send to a subscriber failed: {err:?}");
+            }
+        }
+    }
+}
+
+fn frame(event: &str, row: &StoredRound) -> Result<Vec<u8>> {
+    sse::round_frame(event, row.round_id, &row.json).map_err(to_err)
+}
+
+fn to_err(err: sse::FrameError) -> worker::Error {
+    worker::Error::RustError(err.to_string())
+}

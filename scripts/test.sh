@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command: installs whatever is missing, then runs every check and
+# test of the project. `.ci/run` calls exactly this.
+set -euo pipefail
+source "$(dirname "$0")/setup.sh"
+cd "$GAMEFEED_ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy (native, every crate and test)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy (wasm32: shared and the Worker)"
+cargo clippy -p shared -p feed-worker --target wasm32-unknown-unknown --locked -- -D warnings
+
+step "unit tests"
+cargo test --workspace --exclude devstack --locked
+cargo test -p devstack --lib --locked
+
+step "shared builds for wasm32"
+cargo check -p shared --target wasm32-unknown-unknown --locked
+
+step "Worker build (worker-build, release)"
+bash scripts/build-worker.sh
+
+step "end-to-end: Debezium event → NATS → ingest → Worker → SSE client"
+cargo build -p ingest --locked
+cargo test -p devstack --test '*' --locked

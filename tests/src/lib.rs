@@ -1,0 +1,66 @@
+//! The local stack, as a library: the main-job command (`devstack`) and the
+//! end-to-end tests start the very same processes the same way.
+//!
+//! The major components are:
+//! - [`process`]: a child process guard that kills its whole process group on
+//!   drop (also when a test panics) and shows its log tail on failure.
+//! - [`stack`]: nats-server with JetStream, the Worker under `wrangler dev`,
+//!   and ingest, each started on loopback and awaited until ready.
+//! - [`sse`]: a minimal SSE client that keeps every byte it received, so
+//!   tests can assert the exact stream.
+//! - [`fixtures`]: the Debezium events of `tests/fixtures/` and test API keys.
+#![forbid(unsafe_code)]
+
+pub mod fixtures;
+pub mod process;
+pub mod sse;
+pub mod stack;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+
+/// The checkout's root directory.
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// An HTTP client. reqwest is built without a default TLS crypto provider
+/// (ring comes with async-nats), so one is installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Whether something already listens on 127.0.0.1:`port`.
+pub fn port_in_use(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Calls `probe` until it yields a value, for at most `timeout`: readiness is
+/// awaited, never assumed after a fixed sleep.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,131 @@
+//! Child processes that cannot outlive their owner.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// A running child in its own process group, output going to a log file.
+///
+/// Dropping it sends SIGTERM to the whole group (wrangler starts workerd, for
+/// instance), waits up to 10 s, then SIGKILLs what is left.
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    stopped: bool,
+}
+
+impl Proc {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            stopped: false,
+        })
+    }
+
+    /// The process's name in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its pid, which is also its process group id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where its output goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The last `max_bytes` of its log.
+    pub fn log_tail(&self, max_bytes: u64) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = File::open(&self.log) {
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
+            let mut bytes = Vec::new();
+            let _ = file.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    }
+
+    /// Sends SIGTERM to the group and waits for the leader; SIGKILL after 10 s.
+    /// Returns the leader's exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if self.stopped {
+            return self.exited();
+        }
+        self.stopped = true;
+        let Ok(raw) = i32::try_from(self.child.id()) else {
+            let _ = self.child.kill();
+            return self.child.wait().ok();
+        };
+        let group = Pid::from_raw(raw);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut status = None;
+        while Instant::now() < deadline {
+            if let Some(s) = self.exited() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whatever is left of the group (children of the leader) goes too.
+        let _ = killpg(group, Signal::SIGKILL);
+        match status {
+            Some(s) => Some(s),
+            None => self.child.wait().ok(),
+        }
+    }
+}
+
+/// Whether any process of group `pgid` is still alive.
+pub fn group_alive(pgid: u32) -> bool {
+    match i32::try_from(pgid) {
+        Ok(raw) => killpg(Pid::from_raw(raw), None).is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last output of {} ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail(4000)
+            );
+        }
+        self.stop();
+    }
+}

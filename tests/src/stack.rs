@@ -1,0 +1,309 @@
+//! The processes of the local stack, each started on loopback and awaited
+//! until it answers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_nats::jetstream;
+
+use crate::fixtures::{self, TestKey};
+use crate::process::Proc;
+use crate::{repo_root, wait_for};
+
+/// How long any one component may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The Debezium `topic.prefix` and JetStream stream name used locally.
+pub const PREFIX: &str = "dbserver1";
+
+fn tool(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(fallback))
+}
+
+/// nats-server with JetStream, storing on disk under a given directory.
+pub struct Nats {
+    /// The server process.
+    pub proc: Proc,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Nats {
+    /// Starts nats-server (`$NATS_SERVER_BIN`, set by scripts/setup.sh) on
+    /// `port` with JetStream data in `dir`, and waits until a client connects.
+    pub async fn start(dir: &Path, port: u16, log: &Path) -> anyhow::Result<Self> {
+        let bin = tool("NATS_SERVER_BIN", "nats-server");
+        std::fs::create_dir_all(dir)?;
+        let proc = Proc::spawn(
+            "nats-server",
+            Command::new(&bin)
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                .arg(dir),
+            log,
+        )
+        .with_context(|| {
+            format!(
+                "{}: run scripts/setup.sh to install nats-server",
+                bin.display()
+            )
+        })?;
+        let url = format!("nats://127.0.0.1:{port}");
+        wait_for("nats-server", READY_TIMEOUT, || async {
+            async_nats::connect(url.as_str()).await.ok().map(|_| ())
+        })
+        .await?;
+        Ok(Self { proc, url })
+    }
+
+    /// A connected JetStream context.
+    pub async fn jetstream(&self) -> anyhow::Result<jetstream::Context> {
+        Ok(jetstream::new(
+            async_nats::connect(self.url.as_str()).await?,
+        ))
+    }
+}
+
+/// Creates the stream Debezium publishes into (subjects `<prefix>.>`), as an
+/// operator does before starting the connector.
+pub async fn create_stream(js: &jetstream::Context) -> anyhow::Result<()> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: PREFIX.to_string(),
+        subjects: vec![format!("{PREFIX}.>")],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("creating the JetStream stream")?;
+    Ok(())
+}
+
+/// The Worker under `wrangler dev`, with local KV and Durable Object state.
+pub struct Worker {
+    /// The wrangler process (workerd runs in its group).
+    pub proc: Proc,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    persist: PathBuf,
+}
+
+/// Settings of a local Worker.
+pub struct WorkerOptions<'a> {
+    /// HTTP port.
+    pub port: u16,
+    /// Where wrangler keeps KV and Durable Object state.
+    pub persist: &'a Path,
+    /// Log file.
+    pub log: &'a Path,
+    /// `--var NAME:VALUE` bindings (secrets included, locally).
+    pub vars: Vec<(&'a str, String)>,
+}
+
+fn wrangler() -> Command {
+    let root = repo_root();
+    let bin_dir = root.join("node_modules/.bin");
+    let mut cmd = Command::new(bin_dir.join("wrangler"));
+    // Node 22 from node_modules must win over an older system node.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin_dir];
+    paths.extend(std::env::split_paths(&path));
+    if let Ok(joined) = std::env::join_paths(paths) {
+        cmd.env("PATH", joined);
+    }
+    cmd.current_dir(root)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI_DISABLE_UPDATE_CHECK", "1");
+    cmd
+}
+
+impl Worker {
+    /// Starts `wrangler dev` on the already built Worker and waits for
+    /// `/healthz`.
+    pub async fn start(options: WorkerOptions<'_>) -> anyhow::Result<Self> {
+        let built = repo_root().join("worker/build/index.js");
+        if !built.exists() {
+            bail!(
+                "{} is missing: run scripts/build-worker.sh first",
+                built.display()
+            );
+        }
+        let inspector = crate::free_port()?;
+        let mut cmd = wrangler();
+        cmd.args([
+            "dev",
+            "--ip",
+            "127.0.0.1",
+            "--show-interactive-dev-session=false",
+        ])
+        .args(["--port", &options.port.to_string()])
+        .args(["--inspector-port", &inspector.to_string()])
+        .arg("--persist-to")
+        .arg(options.persist)
+        // The Worker is already built; wrangler's [build] step is skipped.
+        .env("GAMEFEED_SKIP_BUILD", "1");
+        for (name, value) in &options.vars {
+            cmd.arg("--var").arg(format!("{name}:{value}"));
+        }
+        let mut proc = Proc::spawn("wrangler dev", &mut cmd, options.log)?;
+        let url = format!("http://127.0.0.1:{}", options.port);
+        let http = crate::http_client();
+        let health = format!("{url}/healthz");
+        let ready = wait_for("the Worker's /healthz", READY_TIMEOUT, || {
+            let ok = proc.exited().is_none();
+            let request = http.get(&health).send();
+            async move {
+                if !ok {
+                    return Some(false);
+                }
+                match request.await {
+                    Ok(r) if r.status().is_success() => Some(true),
+                    _ => None,
+                }
+            }
+        })
+        .await?;
+        if !ready {
+            bail!("wrangler dev exited:\n{}", proc.log_tail(3000));
+        }
+        Ok(Self {
+            proc,
+            url,
+            persist: options.persist.to_path_buf(),
+        })
+    }
+
+    /// Writes `value` under `key` in the local `KEYS` namespace.
+    pub fn kv_put(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let output = wrangler()
+            .args(["kv", "key", "put", "--local", "--binding", "KEYS"])
+            .arg("--persist-to")
+            .arg(&self.persist)
+            .args([key, value])
+            .output()
+            .context("running wrangler kv key put")?;
+        if !output.status.success() {
+            bail!(
+                "wrangler kv key put failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stores a test key's record in KV, as the admin route does.
+    pub fn seed_key(&self, key: &TestKey) -> anyhow::Result<()> {
+        self.kv_put(&key.kv_key, &key.record_json)
+    }
+}
+
+/// The ingest binary, which `cargo build -p ingest` puts in the target dir.
+pub fn ingest_binary() -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let bin = target.join("debug/ingest");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: run `cargo build -p ingest` first",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Starts ingest against `nats_url` and `edge_url`.
+pub fn start_ingest(
+    nats_url: &str,
+    edge_url: &str,
+    secret: &str,
+    log: &Path,
+) -> anyhow::Result<Proc> {
+    Proc::spawn(
+        "ingest",
+        Command::new(ingest_binary()?)
+            .env("NATS_URL", nats_url)
+            .env("NATS_STREAM", PREFIX)
+            .env("DEBEZIUM_PREFIX", PREFIX)
+            .env("EDGE_URL", edge_url)
+            .env("INGEST_SECRET", secret)
+            .env("RUST_LOG", "info,ingest=debug"),
+        log,
+    )
+}
+
+/// Ports and places of a whole local stack.
+pub struct StackOptions {
+    /// Everything the stack writes goes under here.
+    pub state_dir: PathBuf,
+    /// nats-server's client port.
+    pub nats_port: u16,
+    /// The Worker's HTTP port.
+    pub worker_port: u16,
+    /// `HEARTBEAT_SECS` of the Worker.
+    pub heartbeat_secs: u64,
+}
+
+/// nats-server, the Worker and ingest, wired together, with a test API key.
+/// Fields drop in reverse order of start: ingest first.
+pub struct Stack {
+    /// ingest.
+    pub ingest: Proc,
+    /// The Worker.
+    pub worker: Worker,
+    /// nats-server.
+    pub nats: Nats,
+    /// A key readable for every game.
+    pub api_key: TestKey,
+    /// The `INGEST_SECRET` shared by ingest and the Worker.
+    pub secret: String,
+    /// Where the logs are.
+    pub log_dir: PathBuf,
+}
+
+impl Stack {
+    /// Starts everything and waits until each part is ready.
+    pub async fn up(options: StackOptions) -> anyhow::Result<Self> {
+        let logs = options.state_dir.join("logs");
+        let nats = Nats::start(
+            &options.state_dir.join("nats"),
+            options.nats_port,
+            &logs.join("nats.log"),
+        )
+        .await?;
+        create_stream(&nats.jetstream().await?).await?;
+        let secret = fixtures::random_secret()?;
+        let worker = Worker::start(WorkerOptions {
+            port: options.worker_port,
+            persist: &options.state_dir.join("wrangler"),
+            log: &logs.join("worker.log"),
+            vars: vec![
+                ("INGEST_SECRET", secret.clone()),
+                ("HEARTBEAT_SECS", options.heartbeat_secs.to_string()),
+            ],
+        })
+        .await?;
+        let api_key = fixtures::test_key("local test key")?;
+        worker.seed_key(&api_key)?;
+        let ingest = start_ingest(&nats.url, &worker.url, &secret, &logs.join("ingest.log"))?;
+        Ok(Self {
+            ingest,
+            worker,
+            nats,
+            api_key,
+            secret,
+            log_dir: logs,
+        })
+    }
+
+    /// Publishes one Debezium event on `subject` and waits for JetStream's ack.
+    pub async fn publish(&self, subject: &str, payload: Vec<u8>) -> anyhow::Result<()> {
+        let js = self.nats.jetstream().await?;
+        js.publish(subject.to_string(), payload.into())
+            .await?
+            .await?;
+        Ok(())
+    }
+}

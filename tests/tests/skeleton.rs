@@ -1,0 +1,208 @@
+//! The walking skeleton, end to end through real parts: a Debezium insert
+//! published on a real nats-server with JetStream → ingest (durable pull
+//! consumer) → signed POST to the Worker under `wrangler dev` (real workerd,
+//! local KV and Durable Object storage) → the game's Durable Object → an SSE
+//! client, whose exact bytes are asserted.
+//!
+//! Needs what `scripts/test.sh` prepares first: `scripts/setup.sh` (tools on
+//! PATH), the built Worker and `cargo build -p ingest`.
+
+// A failed expectation is a failed test: panicking is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use devstack::fixtures;
+use devstack::process::group_alive;
+use devstack::sse::SseClient;
+use devstack::stack::{PREFIX, Stack, StackOptions};
+use devstack::{free_port, wait_for};
+use shared::{EventKind, IngestBatch, Round, RoundEvent, signature};
+
+/// Generous: a slow CI machine must not fail a correct system.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The round of `tests/fixtures/debezium/rounds-insert.json`, exactly as
+/// DESIGN §3.1 shapes it.
+const ROUND_JSON: &str = r#"{"round_id":3,"game_id":7,"game_slug":"crash-classic","game_type":"crash","finished_at":"2026-11-21T05:01:02.500000Z","extras":"{\"seed\": \"b7c9\", \"players\": 9, \"multiplier\": 1.07}","timestamp":1795239260008}"#;
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+async fn post_batch(
+    http: &reqwest::Client,
+    base: &str,
+    body: &[u8],
+    header: Option<String>,
+) -> (u16, String) {
+    let mut request = http
+        .post(format!("{base}/internal/rounds"))
+        .body(body.to_vec());
+    if let Some(header) = header {
+        request = request.header(signature::HEADER, header);
+    }
+    let response = request.send().await.expect("POST /internal/rounds");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let stack = Stack::up(StackOptions {
+        state_dir: state.path().to_path_buf(),
+        nats_port: free_port().expect("port"),
+        worker_port: free_port().expect("port"),
+        heartbeat_secs: 3600,
+    })
+    .await
+    .expect("the stack starts");
+    let http = devstack::http_client();
+    let base = stack.worker.url.clone();
+    let stream_url = format!(
+        "{base}/sse/crash-classic?api_key={}",
+        stack.api_key.plaintext
+    );
+
+    // A stranger's key, and no key at all: 401 with the JSON of DESIGN §3.3.
+    let wrong = format!(
+        "{base}/sse/crash-classic?api_key=sk_test_{}",
+        "W".repeat(40)
+    );
+    let refused = SseClient::connect(&http, &wrong)
+        .await
+        .expect("request")
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.body,
+        r#"{"error":{"code":"invalid_api_key","message":"unknown API key"}}"#
+    );
+    let refused = SseClient::connect(&http, &format!("{base}/sse/crash-classic"))
+        .await
+        .expect("request")
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused
+            .body
+            .starts_with(r#"{"error":{"code":"missing_api_key","#),
+        "{}",
+        refused.body
+    );
+
+    // Unsigned, wrongly signed and stale batches: 401, and (below) nothing stored.
+    let bogus = IngestBatch {
+        events: vec![RoundEvent {
+            kind: EventKind::New,
+            round: Round {
+                round_id: 999,
+                game_id: 7,
+                game_slug: "crash-classic".into(),
+                game_type: "crash".into(),
+                finished_at: "2026-11-21T05:00:00Z".into(),
+                extras: "{}".into(),
+                timestamp: 0,
+            },
+        }],
+    };
+    let body = serde_json::to_vec(&bogus).expect("json");
+    let invalid = r#"{"error":{"code":"invalid_signature","message":"invalid signature"}}"#;
+    let wrong_secret = signature::sign(b"not-the-ingest-secret", now_unix(), &body).ok();
+    let stale = signature::sign(stack.secret.as_bytes(), now_unix() - 600, &body).ok();
+    for header in [None, wrong_secret, stale] {
+        assert_eq!(
+            post_batch(&http, &base, &body, header).await,
+            (401, invalid.to_string())
+        );
+    }
+
+    // A client connects before the round exists: `retry:` only, no `initial`
+    // (had the bogus round been stored, an `initial` for 999 would come first).
+    let mut early = SseClient::connect(&http, &stream_url)
+        .await
+        .expect("request")
+        .expect("accepted");
+    assert_eq!(
+        early.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        early.header("cache-control").as_deref(),
+        Some("no-cache, no-transform")
+    );
+    assert_eq!(early.header("x-accel-buffering").as_deref(), Some("no"));
+    early
+        .read_frames(1, FRAME_TIMEOUT)
+        .await
+        .expect("retry frame");
+    assert_eq!(early.received, b"retry: 3000\n\n");
+
+    // The real Debezium insert goes through NATS and ingest to the client.
+    let insert = fixtures::read("debezium/rounds-insert.json").expect("fixture");
+    stack
+        .publish(&format!("{PREFIX}.public.rounds"), insert)
+        .await
+        .expect("published");
+    early
+        .read_frames(2, FRAME_TIMEOUT)
+        .await
+        .expect("message frame");
+    assert_eq!(
+        String::from_utf8_lossy(&early.received),
+        format!("retry: 3000\n\nid: 3\nevent: message\ndata: {ROUND_JSON}\n\n")
+    );
+
+    // A late joiner gets the stored round as `initial`.
+    let mut late = SseClient::connect(&http, &stream_url)
+        .await
+        .expect("request")
+        .expect("accepted");
+    late.read_frames(2, FRAME_TIMEOUT)
+        .await
+        .expect("initial frame");
+    assert_eq!(
+        String::from_utf8_lossy(&late.received),
+        format!("retry: 3000\n\nid: 3\nevent: initial\ndata: {ROUND_JSON}\n\n")
+    );
+
+    // ingest acknowledged the message once the edge had stored it.
+    let js = stack.nats.jetstream().await.expect("jetstream");
+    wait_for("ingest to acknowledge", FRAME_TIMEOUT, || {
+        let js = js.clone();
+        async move {
+            let stream = js.get_stream(PREFIX).await.ok()?;
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer("ingest").await.ok()?;
+            let info = consumer.info().await.ok()?;
+            (info.num_ack_pending == 0
+                && info.num_pending == 0
+                && info.ack_floor.stream_sequence >= 1)
+                .then_some(())
+        }
+    })
+    .await
+    .expect("message acknowledged");
+
+    // Stopping the stack leaves none of its processes behind.
+    let groups = [
+        stack.ingest.id(),
+        stack.worker.proc.id(),
+        stack.nats.proc.id(),
+    ];
+    drop(early);
+    drop(late);
+    drop(stack);
+    for group in groups {
+        wait_for(
+            "process group to exit",
+            Duration::from_secs(20),
+            || async move { (!group_alive(group)).then_some(()) },
+        )
+        .await
+        .expect("no process left behind");
+    }
+}

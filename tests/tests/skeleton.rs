@@ -120,6 +120,40 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
         );
     }
 
+    // A correctly signed but malformed batch: 400, nothing stored.
+    let garbage = br#"{"events":[{"kind":"new","round":{"round_id":999}}]}"#;
+    let signed = signature::sign(stack.secret.as_bytes(), now_unix(), garbage).ok();
+    let (status, body) = post_batch(&http, &base, garbage, signed).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with(r#"{"error":{"code":"invalid_batch","#),
+        "{body}"
+    );
+
+    // Unknown routes and wrong methods answer JSON too.
+    let response = http
+        .get(format!("{base}/nope"))
+        .send()
+        .await
+        .expect("GET /nope");
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(
+        response.text().await.expect("body"),
+        r#"{"error":{"code":"not_found","message":"no such route"}}"#
+    );
+    let response = http
+        .get(format!("{base}/internal/rounds"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status().as_u16(), 405);
+    let response = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("GET /healthz");
+    assert_eq!(response.text().await.expect("body"), r#"{"status":"ok"}"#);
+
     // A client connects before the round exists: `retry:` only, no `initial`
     // (had the bogus round been stored, an `initial` for 999 would come first).
     let mut early = SseClient::connect(&http, &stream_url)

@@ -13,6 +13,8 @@
 //!   SQLite history, idempotent store, hibernatable WebSocket fan-out.
 //! - `config`: binding names and tunables read from the environment.
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod bridge;
 mod config;

@@ -82,7 +82,6 @@ async fn open(req: &Request, env: &Env, object: &str, resume: Option<i64>) -> Ap
     let socket = upgrade
         .websocket()
         .ok_or_else(|| ApiError::unavailable("stream unavailable, retry shortly"))?;
-    socket.accept()?;
     socket
         .as_ref()
         .set_binary_type(web_sys::BinaryType::Arraybuffer);
@@ -130,10 +129,16 @@ async fn pump(
     signal: AbortSignal,
     config: StreamConfig,
 ) {
+    // Listeners first, then accept: the object may already have queued the
+    // `initial` frame, and it must find someone listening.
     let Ok(events) = socket.events() else {
         let _ = writer.close();
         return;
     };
+    if socket.accept().is_err() {
+        let _ = writer.close();
+        return;
+    }
     let mut events = events.fuse();
     let aborted = aborted(&signal).fuse();
     let closed = JsFuture::from(writer.closed()).fuse();

@@ -11,11 +11,13 @@
 //! - [`sse`]: the Server-Sent Events frame encoder (DESIGN §3.2).
 //! - [`signature`]: the `x-signature` HMAC scheme between ingest and the edge.
 //! - [`apikey`]: API key format, hashing and the record stored in KV (DESIGN §3.4).
+//! - [`cursor`]: stream names and the resume cursor of multiplexed streams.
 //! - [`names`]: validation of game slugs and game types used in URLs and object names.
 //! - [`error`]: the JSON error body every public route answers with (DESIGN §3.3).
 #![forbid(unsafe_code)]
 
 pub mod apikey;
+pub mod cursor;
 pub mod error;
 pub mod names;
 pub mod round;

@@ -173,6 +173,32 @@ pub fn round_frame(event: &str, round_id: i64, json: &str) -> Result<Vec<u8>, Fr
         .finish())
 }
 
+/// Rewrites the `id:` line of every frame in `frames` (a run of complete
+/// frames) with `new_id(old_id)`, leaving all other bytes as they are. Used by
+/// multiplexed streams, whose `id:` is a cursor over all member streams.
+pub fn rewrite_ids(frames: &str, mut new_id: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(frames.len() + 64);
+    for line in frames.split_inclusive('\n') {
+        match line.strip_prefix("id: ") {
+            Some(rest) => {
+                let old = rest.trim_end_matches(['\n', '\r']);
+                let replacement = new_id(old);
+                // A replacement with a line break would split the frame:
+                // keep the original id instead.
+                if replacement.contains(['\n', '\r', '\0']) {
+                    out.push_str(line);
+                } else {
+                    out.push_str("id: ");
+                    out.push_str(&replacement);
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +281,22 @@ mod tests {
             heartbeat_frame(1_768_621_542),
             b": heartbeat 1768621542\n\n"
         );
+    }
+
+    #[test]
+    fn ids_are_rewritten_and_nothing_else() {
+        let frames = "id: 3\nevent: message\ndata: {\"id: 9\"}\n\n: heartbeat 1\n\nid: 4\nevent: update\ndata: x\n\n";
+        let mut seen = Vec::new();
+        let out = rewrite_ids(frames, |old| {
+            seen.push(old.to_string());
+            format!("g:crash:{old}")
+        });
+        assert_eq!(seen, ["3", "4"]);
+        assert_eq!(
+            out,
+            "id: g:crash:3\nevent: message\ndata: {\"id: 9\"}\n\n: heartbeat 1\n\nid: g:crash:4\nevent: update\ndata: x\n\n"
+        );
+        assert_eq!(rewrite_ids("id: 1\n\n", |_| "a\nb".into()), "id: 1\n\n");
     }
 
     #[test]

@@ -2,15 +2,27 @@
 //! KV; the plaintext key is never stored, logged or echoed.
 
 use shared::apikey::{self, ApiKeyRecord};
+use shared::cursor::StreamName;
 use shared::error::ErrorCode;
 use worker::{Date, Env, Request};
 
 use crate::config::KEYS;
+use crate::directory;
 use crate::error::{ApiError, ApiResult};
+
+/// A request whose key may read what it asked for.
+pub(crate) struct Admitted {
+    /// The key's record.
+    pub(crate) record: ApiKeyRecord,
+    /// `key:<sha256>`, to re-check the key while a stream is open.
+    pub(crate) kv_key: String,
+    /// Value for `Access-Control-Allow-Origin`, if any.
+    pub(crate) allow_origin: Option<String>,
+}
 
 /// The key from `?api_key=` (EventSource cannot send headers) or from
 /// `Authorization: Bearer <key>`.
-fn presented_key(req: &Request) -> Option<String> {
+pub(crate) fn presented_key(req: &Request) -> Option<String> {
     if let Ok(url) = req.url()
         && let Some((_, key)) = url.query_pairs().find(|(name, _)| name == "api_key")
     {
@@ -23,11 +35,26 @@ fn presented_key(req: &Request) -> Option<String> {
     Some(token.trim().to_string())
 }
 
-/// Resolves the request's key to its record, or answers 401/403/503.
-///
-/// This is the one place a stream is admitted; per-key limits (DESIGN §3.8)
-/// hook in here.
-pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<ApiKeyRecord> {
+/// The key's record if it exists and is usable now; `Ok(None)` if unknown.
+pub(crate) async fn lookup(env: &Env, kv_key: &str) -> ApiResult<Option<ApiKeyRecord>> {
+    env.kv(KEYS)?
+        .get(kv_key)
+        .json::<ApiKeyRecord>()
+        .await
+        .map_err(|err| {
+            worker::console_error!("API key lookup failed: {err}");
+            ApiError::unavailable("API key store unavailable, retry shortly")
+        })
+}
+
+/// Whether a record is still good for an open stream.
+pub(crate) fn usable(record: &ApiKeyRecord) -> bool {
+    record.check_usable(Date::now().as_millis() as i64).is_ok()
+}
+
+/// Resolves the request's key, or answers 401 (missing, unknown, revoked,
+/// expired), 403 (origin) or 503 (KV down).
+pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted> {
     let key = presented_key(req).ok_or_else(|| {
         ApiError::new(
             ErrorCode::MissingApiKey,
@@ -38,27 +65,66 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<ApiKeyRe
     if !apikey::is_well_formed(&key) {
         return Err(unknown());
     }
-    let record = env
-        .kv(KEYS)?
-        .get(&apikey::kv_key(&key))
-        .json::<ApiKeyRecord>()
-        .await
-        .map_err(|err| {
-            worker::console_error!("API key lookup failed: {err}");
-            ApiError::unavailable("API key store unavailable, retry shortly")
-        })?
-        .ok_or_else(unknown)?;
+    let kv_key = apikey::kv_key(&key);
+    let record = lookup(env, &kv_key).await?.ok_or_else(unknown)?;
     record
         .check_usable(Date::now().as_millis() as i64)
         .map_err(|why| ApiError::new(ErrorCode::InvalidApiKey, why.to_string()))?;
-    if let Some(allowed) = &record.origins
-        && let Some(origin) = req.headers().get("origin").ok().flatten()
-        && !allowed.iter().any(|o| o == &origin)
-    {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "origin not allowed for this API key",
-        ));
+    let origin = req.headers().get("origin").ok().flatten();
+    let allow_origin = match (&record.origins, origin) {
+        (None, _) => Some("*".to_string()),
+        (Some(allowed), Some(origin)) if allowed.iter().any(|o| o == &origin) => Some(origin),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "origin not allowed for this API key",
+            ));
+        }
+        // Not a browser: origins restrict browsers only.
+        (Some(_), None) => None,
+    };
+    Ok(Admitted {
+        record,
+        kv_key,
+        allow_origin,
+    })
+}
+
+/// Authenticates and checks that the key may read every one of `streams`.
+///
+/// This is the one place a stream is admitted: per-key limits (DESIGN §3.8)
+/// hook in here.
+pub(crate) async fn admit(req: &Request, env: &Env, streams: &[StreamName]) -> ApiResult<Admitted> {
+    let admitted = authenticate(req, env).await?;
+    let record = &admitted.record;
+    let mut types_of_games = None;
+    for stream in streams {
+        let allowed = match stream {
+            StreamName::Type(t) => record.allows_type(t),
+            StreamName::Game(slug) if record.allows_game(slug, None) => true,
+            // Only a key scoped by type needs to know the game's type.
+            StreamName::Game(slug) if record.types.is_some() => {
+                if types_of_games.is_none() {
+                    types_of_games = Some(directory::games(env).await?);
+                }
+                let game_type = types_of_games
+                    .iter()
+                    .flatten()
+                    .find(|g| &g.slug == slug)
+                    .map(|g| g.game_type.as_str());
+                record.allows_game(slug, game_type)
+            }
+            StreamName::Game(_) => false,
+        };
+        if !allowed {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                match stream {
+                    StreamName::Game(slug) => format!("this API key may not read game {slug}"),
+                    StreamName::Type(t) => format!("this API key may not read game type {t}"),
+                },
+            ));
+        }
     }
-    Ok(record)
+    Ok(admitted)
 }

@@ -7,6 +7,10 @@ use worker::Env;
 pub(crate) const KEYS: &str = "KEYS";
 /// Durable Object namespace of the per-game and per-type streams.
 pub(crate) const STREAMS: &str = "STREAMS";
+/// Durable Object namespace of the games directory.
+pub(crate) const DIRECTORY: &str = "DIRECTORY";
+/// Secret that guards the admin routes.
+pub(crate) const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// Secret that signs ingest batches (`.dev.vars` locally, `wrangler secret put`).
 pub(crate) const INGEST_SECRET: &str = "INGEST_SECRET";
 
@@ -21,10 +25,13 @@ pub(crate) struct StreamConfig {
     pub(crate) history_limit: u32,
     /// Chunks a client may have queued before it counts as slow and is cut off.
     pub(crate) max_queued_chunks: u32,
+    /// How often an open stream re-reads its API key (revocation, expiry).
+    pub(crate) key_recheck: Duration,
 }
 
 impl StreamConfig {
-    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT` and `MAX_QUEUED_CHUNKS`,
+    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT`, `MAX_QUEUED_CHUNKS` and
+    /// `KEY_RECHECK_SECS`,
     /// falling back to the defaults for anything missing or unreadable.
     pub(crate) fn from_env(env: &Env) -> Self {
         let num = |name: &str, default: u64| -> u64 {
@@ -39,6 +46,7 @@ impl StreamConfig {
             retry_ms: num("RETRY_MS", 3000),
             history_limit: u32::try_from(num("HISTORY_LIMIT", 1000)).unwrap_or(1000),
             max_queued_chunks: u32::try_from(num("MAX_QUEUED_CHUNKS", 1024)).unwrap_or(1024),
+            key_recheck: Duration::from_secs(num("KEY_RECHECK_SECS", 30)),
         }
     }
 }

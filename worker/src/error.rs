@@ -60,3 +60,17 @@ impl From<worker::Error> for ApiError {
         Self::unavailable("a dependency of the edge is unavailable, retry shortly")
     }
 }
+
+impl From<worker::KvError> for ApiError {
+    fn from(err: worker::KvError) -> Self {
+        worker::Error::from(err).into()
+    }
+}
+
+/// Serialising our own types does not fail; if it ever does, it is a bug.
+impl From<serde_json::Error> for ApiError {
+    fn from(err: serde_json::Error) -> Self {
+        worker::console_error!("serialisation failed: {err}");
+        Self::new(shared::error::ErrorCode::Internal, "internal error")
+    }
+}

@@ -8,6 +8,7 @@ use shared::{IngestBatch, IngestReply, RoundEvent, names, signature};
 use worker::{Date, Env, Headers, Method, Request, RequestInit, Response};
 
 use crate::config::{INGEST_SECRET, STREAMS, secret};
+use crate::directory::{self, GameEntry};
 use crate::error::{ApiError, ApiResult};
 
 /// Largest accepted batch body.
@@ -78,10 +79,39 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env) -> ApiResult<Respons
             }
         }
     }
+    // After the stores: the directory never names a round no stream holds.
+    if let Err(err) = directory::upsert(&env, &directory_entries(&batch.events)).await {
+        worker::console_error!("directory update failed: {err}");
+        return Err(ApiError::unavailable(
+            "the games directory could not be updated, retry",
+        ));
+    }
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    let json = serde_json::to_vec(&reply).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let json = serde_json::to_vec(&reply)?;
     Ok(Response::builder().with_headers(headers).fixed(json))
+}
+
+/// One entry per game of the batch, with its highest round id.
+fn directory_entries(events: &[RoundEvent]) -> Vec<GameEntry> {
+    let mut entries: Vec<GameEntry> = Vec::new();
+    for event in events {
+        let round = &event.round;
+        match entries.iter_mut().find(|e| e.slug == round.game_slug) {
+            Some(entry) => {
+                entry.latest_round_id = entry.latest_round_id.max(round.round_id);
+                entry.game_type.clone_from(&round.game_type);
+                entry.game_id = round.game_id;
+            }
+            None => entries.push(GameEntry {
+                slug: round.game_slug.clone(),
+                game_id: round.game_id,
+                game_type: round.game_type.clone(),
+                latest_round_id: round.round_id,
+            }),
+        }
+    }
+    entries
 }
 
 fn too_large() -> ApiError {
@@ -153,5 +183,15 @@ mod tests {
             .map(|(k, v)| (k, v.iter().map(|e| e.round.round_id).collect()))
             .collect();
         assert_eq!(ids, vec![("a".into(), vec![1, 3]), ("b".into(), vec![2])]);
+    }
+
+    #[test]
+    fn directory_entries_keep_the_highest_round_per_game() {
+        let entries = directory_entries(&[event(5, "a"), event(2, "b"), event(3, "a")]);
+        let got: Vec<(String, i64)> = entries
+            .into_iter()
+            .map(|e| (e.slug, e.latest_round_id))
+            .collect();
+        assert_eq!(got, vec![("a".into(), 5), ("b".into(), 2)]);
     }
 }

@@ -3,7 +3,10 @@
 //! The major components are:
 //! - [`router`]: the only entry point; maps method and path to a handler and
 //!   turns every failure into the JSON error of DESIGN §3.3.
-//! - `auth`: API key lookup in KV (only SHA-256 hashes are stored there).
+//! - `auth`: API key lookup in KV (only SHA-256 hashes are stored there) and
+//!   stream admission (scopes, origins): the one place a stream is admitted.
+//! - `api`: the public REST routes (games, latest round, history).
+//! - `admin`: key creation, listing and revocation; stream statistics.
 //! - `ingest`: `POST /internal/rounds`, signed batches from ingest, fanned out
 //!   to the Durable Objects concerned; 2xx only once every one has stored.
 //! - `bridge`: the client side of an SSE stream: one WebSocket to the stream's
@@ -11,18 +14,24 @@
 //!   bytes into the client's response, plus heartbeats and disconnect handling.
 //! - [`StreamObject`]: the Durable Object behind one game or one game type:
 //!   SQLite history, idempotent store, hibernatable WebSocket fan-out.
+//! - [`Directory`]: the Durable Object listing known games (slug, type,
+//!   latest round id), kept by `ingest`.
 //! - `config`: binding names and tunables read from the environment.
 
 #![forbid(unsafe_code)]
 
+mod admin;
+mod api;
 mod auth;
 mod bridge;
 mod config;
+mod directory;
 mod error;
 mod ingest;
 pub mod router;
 mod stream_object;
 
+pub use directory::Directory;
 pub use stream_object::StreamObject;
 
 use worker::{Context, Env, Request, Response, Result, event};

@@ -1,36 +1,90 @@
 //! Method and path → handler. Hand-written rather than `worker::Router`
-//! because the route set is small and this keeps the 404/405 distinction and
-//! the JSON error rendering in one obvious place.
+//! because the route set is small and this keeps the 404/405 distinction,
+//! CORS preflight and the JSON error rendering in one obvious place.
 
+use shared::cursor::StreamName;
 use shared::error::ErrorCode;
+use shared::names;
 use worker::{Env, Headers, Method, Request, Response, Result};
 
 use crate::error::{ApiError, ApiResult};
-use crate::{bridge, ingest};
+use crate::{admin, api, auth, bridge, ingest};
 
 /// Handles one request to the Worker.
 pub async fn handle(req: Request, env: Env) -> Result<Response> {
     let path = req.path();
     let method = req.method();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let outcome: ApiResult<Response> = match segments.as_slice() {
-        ["healthz"] => match allow(&method, &[Method::Get, Method::Head]) {
-            Ok(()) => healthz(),
-            Err(e) => Err(e),
-        },
-        ["sse", game] => match allow(&method, &[Method::Get]) {
-            Ok(()) => bridge::game_stream(req, env, game).await,
-            Err(e) => Err(e),
-        },
-        ["internal", "rounds"] => match allow(&method, &[Method::Post]) {
-            Ok(()) => ingest::post_rounds(req, env).await,
-            Err(e) => Err(e),
-        },
-        _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
-    };
+    let outcome = route(req, env, &method, &segments).await;
     match outcome {
         Ok(response) => Ok(response),
         Err(err) => err.into_response(),
+    }
+}
+
+async fn route(req: Request, env: Env, method: &Method, segments: &[&str]) -> ApiResult<Response> {
+    use Method::{Delete, Get, Head, Options, Post};
+    let public = matches!(segments.first(), Some(&"sse") | Some(&"api"));
+    if *method == Options && public {
+        return preflight(&req, &env).await;
+    }
+    match segments {
+        ["healthz"] => {
+            allow(method, &[Get, Head])?;
+            healthz()
+        }
+        ["sse"] => {
+            allow(method, &[Get])?;
+            bridge::multiplexed_stream(req, env).await
+        }
+        ["sse", "type", game_type] => {
+            allow(method, &[Get])?;
+            let game_type = names::validate(game_type)
+                .map_err(|e| ApiError::bad_request(format!("invalid game type: {e}")))?;
+            bridge::single_stream(req, env, StreamName::Type(game_type.to_owned())).await
+        }
+        ["sse", game] => {
+            allow(method, &[Get])?;
+            let slug = names::validate(game)
+                .map_err(|e| ApiError::bad_request(format!("invalid game slug: {e}")))?;
+            bridge::single_stream(req, env, StreamName::Game(slug.to_owned())).await
+        }
+        ["api", "games"] => {
+            allow(method, &[Get])?;
+            api::games(req, env).await
+        }
+        ["api", "games", game, "latest"] => {
+            allow(method, &[Get])?;
+            api::latest(req, env, game).await
+        }
+        ["api", "games", game, "rounds"] => {
+            allow(method, &[Get])?;
+            api::rounds(req, env, game).await
+        }
+        ["internal", "rounds"] => {
+            allow(method, &[Post])?;
+            ingest::post_rounds(req, env).await
+        }
+        ["admin", "keys"] => {
+            allow(method, &[Get, Post])?;
+            admin::authorize(&req, &env)?;
+            if *method == Post {
+                admin::create_key(req, env).await
+            } else {
+                admin::list_keys(env).await
+            }
+        }
+        ["admin", "keys", id] => {
+            allow(method, &[Delete])?;
+            admin::authorize(&req, &env)?;
+            admin::revoke_key(env, id).await
+        }
+        ["admin", "streams", kind, name] => {
+            allow(method, &[Get])?;
+            admin::authorize(&req, &env)?;
+            admin::stream_stats(env, kind, name).await
+        }
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     }
 }
 
@@ -52,4 +106,38 @@ fn healthz() -> ApiResult<Response> {
     Ok(Response::builder()
         .with_headers(headers)
         .fixed(br#"{"status":"ok"}"#.to_vec()))
+}
+
+/// CORS preflight of the public routes. When the URL carries the key
+/// (`?api_key=`), its allowed origins decide; a key sent as a header cannot
+/// be seen here, so the preflight passes and the real request is checked.
+async fn preflight(req: &Request, env: &Env) -> ApiResult<Response> {
+    let origin = req.headers().get("origin").ok().flatten();
+    let headers = Headers::new();
+    if let Some(origin) = origin {
+        let key_in_url = req
+            .url()
+            .ok()
+            .is_some_and(|u| u.query_pairs().any(|(name, _)| name == "api_key"));
+        let allow_origin = if key_in_url {
+            auth::authenticate(req, env)
+                .await?
+                .allow_origin
+                .unwrap_or(origin)
+        } else {
+            origin
+        };
+        headers.set("access-control-allow-origin", &allow_origin)?;
+        headers.set("access-control-allow-methods", "GET, HEAD, OPTIONS")?;
+        headers.set(
+            "access-control-allow-headers",
+            "authorization, last-event-id, cache-control",
+        )?;
+        headers.set("access-control-max-age", "86400")?;
+        headers.set("vary", "origin")?;
+    }
+    Ok(Response::builder()
+        .with_status(204)
+        .with_headers(headers)
+        .empty())
 }

@@ -29,6 +29,9 @@ const SUBSCRIBER: &str = "sse";
 pub struct StreamObject {
     state: State,
     env: Env,
+    /// Random per construction: tells an evicted-and-rebuilt object apart
+    /// from one that stayed in memory (operations and tests).
+    instance: String,
 }
 
 #[derive(Deserialize)]
@@ -52,19 +55,45 @@ impl DurableObject for StreamObject {
         if let Err(err) = created {
             worker::console_error!("creating the rounds table failed: {err}");
         }
-        Self { state, env }
+        let instance = format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
+        Self {
+            state,
+            env,
+            instance,
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let url = req.url()?;
+        let query = |name: &str| {
+            url.query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
         match (req.method(), req.path().as_str()) {
             (Method::Get, "/subscribe") => {
-                let resume = req
-                    .url()?
-                    .query_pairs()
-                    .find(|(name, _)| name == "last_event_id")
-                    .and_then(|(_, value)| value.parse::<i64>().ok());
-                self.subscribe(resume)
+                let resume = query("last_event_id").and_then(|v| v.parse::<i64>().ok());
+                let stream = query("stream").unwrap_or_default();
+                self.subscribe(resume, &stream)
             }
+            (Method::Get, "/latest") => match self.latest()? {
+                Some(row) => json_text(row.json),
+                None => Response::error("no round yet", 404),
+            },
+            (Method::Get, "/rounds") => {
+                let limit = query("limit")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(50);
+                let before = query("before")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(i64::MAX);
+                self.history(limit, before)
+            }
+            (Method::Get, "/stats") => Response::from_json(&serde_json::json!({
+                "sockets": self.state.get_websockets_with_tag(SUBSCRIBER).len(),
+                "instance": self.instance,
+                "rounds": self.count()?,
+            })),
             (Method::Post, "/store") => {
                 let events: Vec<RoundEvent> = match req.json().await {
                     Ok(events) => events,
@@ -120,7 +149,7 @@ impl StreamObject {
 
     /// Accepts a bridge socket and queues what the client must see first: the
     /// latest round, or everything after its `Last-Event-ID`, or a reset.
-    fn subscribe(&self, resume: Option<i64>) -> Result<Response> {
+    fn subscribe(&self, resume: Option<i64>, stream: &str) -> Result<Response> {
         let pair = WebSocketPair::new()?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
@@ -145,11 +174,14 @@ impl StreamObject {
                 }
             }
             (Some(_), None) => {
+                // No `id:`: the client keeps its Last-Event-ID until the
+                // `initial` that follows replaces it.
+                let data = serde_json::json!({ "stream": stream }).to_string();
                 out.extend(
                     sse::Frame::new()
                         .event(EVENT_RESET)
                         .map_err(to_err)?
-                        .data("{}")
+                        .data(&data)
                         .finish(),
                 );
                 if let Some(latest) = self.latest()? {
@@ -166,6 +198,38 @@ impl StreamObject {
             pair.server.send_with_bytes(&out)?;
         }
         Response::from_websocket(pair.client)
+    }
+
+    fn count(&self) -> Result<i64> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: i64,
+        }
+        let rows: Vec<Count> = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT COUNT(*) AS n FROM rounds", None)?
+            .to_array()?;
+        Ok(rows.first().map_or(0, |c| c.n))
+    }
+
+    /// Up to `limit` rounds with ids below `before`, newest first, as a JSON
+    /// array assembled from the stored JSON (no re-serialisation).
+    fn history(&self, limit: i64, before: i64) -> Result<Response> {
+        let rows = self.sql_rows(
+            "SELECT seq, round_id, json FROM rounds WHERE round_id < ? ORDER BY round_id DESC LIMIT ?",
+            vec![before.into(), limit.clamp(1, 1000).into()],
+        )?;
+        let mut body = String::from("[");
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&row.json);
+        }
+        body.push(']');
+        json_text(body)
     }
 
     /// Stores `events` in order, idempotently by `round_id`, then sends the
@@ -239,6 +303,14 @@ impl StreamObject {
             }
         }
     }
+}
+
+fn json_text(body: String) -> Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::builder()
+        .with_headers(headers)
+        .fixed(body.into_bytes()))
 }
 
 fn frame(event: &str, row: &StoredRound) -> Result<Vec<u8>> {

@@ -1,0 +1,268 @@
+//! Admin routes (DESIGN §3.9), guarded by `Authorization: Bearer
+//! <ADMIN_TOKEN>`: create, list and revoke API keys, and look at a stream.
+//!
+//! KV layout: `key:<sha256 hex>` → the key's record (the only lookup the
+//! streams need) and `id:<key id>` → `<sha256 hex>` (so a key can be revoked
+//! by id without ever storing the key).
+
+use serde::{Deserialize, Serialize};
+use shared::apikey::{self, ApiKeyRecord};
+use shared::cursor::StreamName;
+use shared::error::ErrorCode;
+use shared::names;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wasm_bindgen::JsCast;
+use worker::{Date, Env, Headers, Request, Response};
+
+use crate::config::{ADMIN_TOKEN, KEYS, STREAMS, secret};
+use crate::error::{ApiError, ApiResult};
+
+const ID_PREFIX: &str = "id:";
+
+/// Refuses the request unless it carries the admin token.
+pub(crate) fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
+    let refused = || ApiError::new(ErrorCode::Unauthorized, "admin token required");
+    let Some(expected) = secret(env, ADMIN_TOKEN) else {
+        worker::console_error!("ADMIN_TOKEN is not configured: admin routes are closed");
+        return Err(refused());
+    };
+    let presented = req
+        .headers()
+        .get("authorization")
+        .ok()
+        .flatten()
+        .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
+        .ok_or_else(refused)?;
+    // Constant-time: the comparison must not tell how much of a guess was right.
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
+/// Body of `POST /admin/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    #[serde(default)]
+    games: Option<Vec<String>>,
+    #[serde(default)]
+    types: Option<Vec<String>>,
+    #[serde(default)]
+    origins: Option<Vec<String>>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    max_streams: Option<u32>,
+    #[serde(default)]
+    connects_per_minute: Option<u32>,
+    /// `sk_test_` instead of `sk_live_`.
+    #[serde(default)]
+    test: bool,
+}
+
+/// Answer of `POST /admin/keys`: the record plus, this once, the key.
+#[derive(Serialize)]
+struct Created {
+    key: String,
+    #[serde(flatten)]
+    record: ApiKeyRecord,
+}
+
+fn random_bytes(buf: &mut [u8]) -> worker::Result<()> {
+    let crypto: web_sys::Crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
+        .map_err(worker::Error::from)?
+        .dyn_into()
+        .map_err(|_| worker::Error::RustError("no crypto global".into()))?;
+    crypto
+        .get_random_values_with_u8_array(buf)
+        .map_err(worker::Error::from)?;
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(Date::now().as_millis()) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn validate_names(list: &Option<Vec<String>>, what: &str) -> ApiResult<()> {
+    for name in list.iter().flatten() {
+        if names::validate(name).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "{what}: invalid name {name:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate_origins(origins: &Option<Vec<String>>) -> ApiResult<()> {
+    for origin in origins.iter().flatten() {
+        let parsed = url::Url::parse(origin).ok();
+        let ok = parsed.is_some_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && !origin.ends_with('/')
+        });
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "origins: {origin:?} is not an origin like https://example.com"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn json_response(status: u16, body: Vec<u8>) -> ApiResult<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "no-store")?;
+    Ok(Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(body))
+}
+
+fn to_json<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+/// `POST /admin/keys`.
+pub(crate) async fn create_key(mut req: Request, env: Env) -> ApiResult<Response> {
+    let body = req.bytes().await?;
+    let input: CreateKey = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid key request: {e}")))?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request("name must be 1 to 100 characters"));
+    }
+    validate_names(&input.games, "games")?;
+    validate_names(&input.types, "types")?;
+    validate_origins(&input.origins)?;
+    if let Some(expires) = &input.expires_at {
+        let at = OffsetDateTime::parse(expires, &Rfc3339).map_err(|_| {
+            ApiError::bad_request("expires_at must be RFC 3339, e.g. 2027-01-01T00:00:00Z")
+        })?;
+        if at.unix_timestamp_nanos() / 1_000_000 <= i128::from(Date::now().as_millis()) {
+            return Err(ApiError::bad_request("expires_at is in the past"));
+        }
+    }
+    let mut failed = false;
+    let prefix = if input.test {
+        apikey::PREFIX_TEST
+    } else {
+        apikey::PREFIX_LIVE
+    };
+    let key = apikey::generate(prefix, |buf| failed |= random_bytes(buf).is_err());
+    let mut id_bytes = [0u8; 8];
+    if failed || random_bytes(&mut id_bytes).is_err() {
+        return Err(ApiError::unavailable("no randomness available, retry"));
+    }
+    let id: String = std::iter::once("key_".to_string())
+        .chain(id_bytes.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let record = ApiKeyRecord {
+        id: id.clone(),
+        name: name.to_string(),
+        games: input.games,
+        types: input.types,
+        origins: input.origins,
+        max_streams: input.max_streams,
+        connects_per_minute: input.connects_per_minute,
+        created_at: now_rfc3339(),
+        expires_at: input.expires_at,
+        revoked: false,
+    };
+    let kv = env.kv(KEYS)?;
+    let hash = apikey::hash_hex(&key);
+    kv.put(
+        &format!("{}{hash}", apikey::KV_PREFIX),
+        serde_json::to_string(&record)?,
+    )?
+    .execute()
+    .await?;
+    kv.put(&format!("{ID_PREFIX}{id}"), hash)?.execute().await?;
+    worker::console_log!("admin: created API key {id}");
+    json_response(201, to_json(&Created { key, record })?)
+}
+
+/// `GET /admin/keys`: every record, never a key or a hash.
+pub(crate) async fn list_keys(env: Env) -> ApiResult<Response> {
+    let kv = env.kv(KEYS)?;
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut list = kv.list().prefix(apikey::KV_PREFIX.to_string());
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await?;
+        names.extend(page.keys.into_iter().map(|k| k.name));
+        match page.cursor {
+            Some(c) if !page.list_complete => cursor = Some(c),
+            _ => break,
+        }
+    }
+    let mut keys = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(record) = kv.get(&name).json::<ApiKeyRecord>().await? {
+            keys.push(record);
+        }
+    }
+    keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    #[derive(Serialize)]
+    struct Body {
+        keys: Vec<ApiKeyRecord>,
+    }
+    json_response(200, to_json(&Body { keys })?)
+}
+
+/// `DELETE /admin/keys/:id`: revokes; the record stays, marked revoked.
+pub(crate) async fn revoke_key(env: Env, id: &str) -> ApiResult<Response> {
+    let kv = env.kv(KEYS)?;
+    let not_found = || ApiError::new(ErrorCode::NotFound, "no API key with this id");
+    let hash = kv
+        .get(&format!("{ID_PREFIX}{id}"))
+        .text()
+        .await?
+        .ok_or_else(not_found)?;
+    let kv_key = format!("{}{hash}", apikey::KV_PREFIX);
+    let mut record = kv
+        .get(&kv_key)
+        .json::<ApiKeyRecord>()
+        .await?
+        .ok_or_else(not_found)?;
+    record.revoked = true;
+    kv.put(&kv_key, serde_json::to_string(&record)?)?
+        .execute()
+        .await?;
+    worker::console_log!("admin: revoked API key {id}");
+    json_response(200, to_json(&record)?)
+}
+
+/// `GET /admin/streams/:kind/:name`: a stream object's socket count, stored
+/// rounds and instance id (which changes when the object was evicted and
+/// rebuilt).
+pub(crate) async fn stream_stats(env: Env, kind: &str, name: &str) -> ApiResult<Response> {
+    let name =
+        names::validate(name).map_err(|e| ApiError::bad_request(format!("invalid name: {e}")))?;
+    let stream = match kind {
+        "game" => StreamName::Game(name.to_owned()),
+        "type" => StreamName::Type(name.to_owned()),
+        _ => return Err(ApiError::new(ErrorCode::NotFound, "no such route")),
+    };
+    let stub = env
+        .durable_object(STREAMS)?
+        .id_from_name(&stream.object_name())?
+        .get_stub()?;
+    let mut response = stub.fetch_with_str("https://stream.internal/stats").await?;
+    json_response(200, response.bytes().await?)
+}

@@ -1,0 +1,127 @@
+//! The public REST API (DESIGN §3.3): known games, a game's latest round and
+//! its history. Same keys and scopes as the streams.
+
+use serde::Serialize;
+use shared::cursor::StreamName;
+use shared::error::ErrorCode;
+use shared::names;
+use worker::{Env, Headers, Request, Response};
+
+use crate::auth::{self, Admitted};
+use crate::config::STREAMS;
+use crate::directory::{self, GameEntry};
+use crate::error::{ApiError, ApiResult};
+
+/// Largest `limit` of the history route.
+pub(crate) const MAX_LIMIT: i64 = 1000;
+/// `limit` when none is given.
+pub(crate) const DEFAULT_LIMIT: i64 = 50;
+
+fn json(admitted: &Admitted, body: Vec<u8>) -> ApiResult<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "no-store")?;
+    if let Some(origin) = &admitted.allow_origin {
+        headers.set("access-control-allow-origin", origin)?;
+        headers.set("vary", "origin")?;
+    }
+    Ok(Response::builder().with_headers(headers).fixed(body))
+}
+
+fn to_json<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+/// `GET /api/games`: the games this key may read.
+pub(crate) async fn games(req: Request, env: Env) -> ApiResult<Response> {
+    let admitted = auth::authenticate(&req, &env).await?;
+    let record = &admitted.record;
+    let games: Vec<GameEntry> = directory::games(&env)
+        .await?
+        .into_iter()
+        .filter(|g| record.allows_game(&g.slug, Some(&g.game_type)))
+        .collect();
+    #[derive(Serialize)]
+    struct Body {
+        games: Vec<GameEntry>,
+    }
+    json(&admitted, to_json(&Body { games })?)
+}
+
+fn game_slug(raw: &str) -> ApiResult<StreamName> {
+    names::validate(raw)
+        .map(|s| StreamName::Game(s.to_owned()))
+        .map_err(|e| ApiError::bad_request(format!("invalid game slug: {e}")))
+}
+
+async fn object_get(env: &Env, stream: &StreamName, path: &str) -> ApiResult<(u16, Vec<u8>)> {
+    let stub = env
+        .durable_object(STREAMS)?
+        .id_from_name(&stream.object_name())?
+        .get_stub()?;
+    let mut response = stub
+        .fetch_with_str(&format!("https://stream.internal{path}"))
+        .await?;
+    Ok((response.status_code(), response.bytes().await?))
+}
+
+/// `GET /api/games/:game/latest`.
+pub(crate) async fn latest(req: Request, env: Env, game: &str) -> ApiResult<Response> {
+    let stream = game_slug(game)?;
+    let admitted = auth::admit(&req, &env, std::slice::from_ref(&stream)).await?;
+    match object_get(&env, &stream, "/latest").await? {
+        (200, body) => json(&admitted, body),
+        (404, _) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no round stored for this game yet",
+        )),
+        (status, _) => {
+            worker::console_error!("latest of {game}: object answered {status}");
+            Err(ApiError::unavailable("stream unavailable, retry shortly"))
+        }
+    }
+}
+
+/// `GET /api/games/:game/rounds?limit=&before=`: newest first.
+pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Response> {
+    let stream = game_slug(game)?;
+    let url = req.url()?;
+    let query = |name: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    let limit = match query("limit") {
+        None => DEFAULT_LIMIT,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
+    };
+    let before = match query("before") {
+        None => i64::MAX,
+        Some(raw) => raw
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request("before must be a round id"))?,
+    };
+    let admitted = auth::admit(&req, &env, std::slice::from_ref(&stream)).await?;
+    match object_get(
+        &env,
+        &stream,
+        &format!("/rounds?limit={limit}&before={before}"),
+    )
+    .await?
+    {
+        (200, array) => {
+            let mut body = br#"{"rounds":"#.to_vec();
+            body.extend_from_slice(&array);
+            body.push(b'}');
+            json(&admitted, body)
+        }
+        (status, _) => {
+            worker::console_error!("history of {game}: object answered {status}");
+            Err(ApiError::unavailable("stream unavailable, retry shortly"))
+        }
+    }
+}

@@ -8,9 +8,12 @@
 //!   and ingest, each started on loopback and awaited until ready.
 //! - [`sse`]: a minimal SSE client that keeps every byte it received, so
 //!   tests can assert the exact stream.
+//! - [`edge`]: the Worker alone, with helpers to sign batches, call the admin
+//!   routes and open streams.
 //! - [`fixtures`]: the Debezium events of `tests/fixtures/` and test API keys.
 #![forbid(unsafe_code)]
 
+pub mod edge;
 pub mod fixtures;
 pub mod process;
 pub mod sse;

@@ -26,9 +26,20 @@ impl SseClient {
         http: &reqwest::Client,
         url: &str,
     ) -> anyhow::Result<Result<Self, Refused>> {
-        let response = http
-            .get(url)
-            .header("accept", "text/event-stream")
+        Self::connect_with(http, url, &[]).await
+    }
+
+    /// Connects with extra request headers (`Last-Event-ID`, `Origin`, …).
+    pub async fn connect_with(
+        http: &reqwest::Client,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Result<Self, Refused>> {
+        let mut request = http.get(url).header("accept", "text/event-stream");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
             .send()
             .await
             .with_context(|| format!("GET {}", redact(url)))?;
@@ -75,6 +86,38 @@ impl SseClient {
             }
         }
         Ok(&self.received)
+    }
+}
+
+impl SseClient {
+    /// Everything received, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.received).into_owned()
+    }
+
+    /// Waits until the server ends the stream; fails after `timeout`.
+    pub async fn read_to_end(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .context("timed out waiting for the stream to end")?;
+            match chunk {
+                Ok(Some(bytes)) => self.received.extend_from_slice(&bytes),
+                Ok(None) => return Ok(()),
+                // An aborted body also ends the stream.
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Frames received so far that are not heartbeat comments.
+    pub fn frames(&self) -> Vec<String> {
+        self.text()
+            .split_inclusive("\n\n")
+            .filter(|f| !f.starts_with(": heartbeat"))
+            .map(str::to_owned)
+            .collect()
     }
 }
 

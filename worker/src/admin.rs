@@ -250,8 +250,14 @@ pub(crate) async fn revoke_key(env: Env, id: &str) -> ApiResult<Response> {
 
 /// `GET /admin/streams/:kind/:name`: a stream object's socket count, stored
 /// rounds and instance id (which changes when the object was evicted and
-/// rebuilt).
-pub(crate) async fn stream_stats(env: Env, kind: &str, name: &str) -> ApiResult<Response> {
+/// rebuilt). `POST …/disconnect` ends every client's stream (they reconnect
+/// and resume).
+pub(crate) async fn stream_admin(
+    env: Env,
+    kind: &str,
+    name: &str,
+    disconnect: bool,
+) -> ApiResult<Response> {
     let name =
         names::validate(name).map_err(|e| ApiError::bad_request(format!("invalid name: {e}")))?;
     let stream = match kind {
@@ -263,6 +269,16 @@ pub(crate) async fn stream_stats(env: Env, kind: &str, name: &str) -> ApiResult<
         .durable_object(STREAMS)?
         .id_from_name(&stream.object_name())?
         .get_stub()?;
-    let mut response = stub.fetch_with_str("https://stream.internal/stats").await?;
+    let mut response = if disconnect {
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::Post);
+        stub.fetch_with_request(Request::new_with_init(
+            "https://stream.internal/disconnect",
+            &init,
+        )?)
+        .await?
+    } else {
+        stub.fetch_with_str("https://stream.internal/stats").await?
+    };
     json_response(200, response.bytes().await?)
 }

@@ -82,7 +82,12 @@ async fn route(req: Request, env: Env, method: &Method, segments: &[&str]) -> Ap
         ["admin", "streams", kind, name] => {
             allow(method, &[Get])?;
             admin::authorize(&req, &env)?;
-            admin::stream_stats(env, kind, name).await
+            admin::stream_admin(env, kind, name, false).await
+        }
+        ["admin", "streams", kind, name, "disconnect"] => {
+            allow(method, &[Post])?;
+            admin::authorize(&req, &env)?;
+            admin::stream_admin(env, kind, name, true).await
         }
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     }

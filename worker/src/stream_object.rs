@@ -89,6 +89,15 @@ impl DurableObject for StreamObject {
                     .unwrap_or(i64::MAX);
                 self.history(limit, before)
             }
+            (Method::Post, "/disconnect") => {
+                // Every bridge ends its client's stream; browsers reconnect
+                // and resume. For maintenance, and to test that path.
+                let sockets = self.state.get_websockets_with_tag(SUBSCRIBER);
+                for socket in &sockets {
+                    let _ = socket.close(Some(1012), Some("stream restarting"));
+                }
+                Response::from_json(&serde_json::json!({ "closed": sockets.len() }))
+            }
             (Method::Get, "/stats") => Response::from_json(&serde_json::json!({
                 "sockets": self.state.get_websockets_with_tag(SUBSCRIBER).len(),
                 "instance": self.instance,

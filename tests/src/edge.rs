@@ -1,0 +1,210 @@
+//! A Worker alone under `wrangler dev`, driven the way ingest and operators
+//! drive it: signed batches, admin calls, SSE clients. For the edge's tests.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use shared::{EventKind, IngestBatch, Round, RoundEvent, signature};
+
+use crate::sse::SseClient;
+use crate::stack::{Worker, WorkerOptions};
+use crate::{free_port, http_client};
+
+/// Generous: a slow CI machine must not fail a correct system.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Worker with known secrets and a private state directory.
+pub struct Edge {
+    /// The Worker.
+    pub worker: Worker,
+    /// `INGEST_SECRET`.
+    pub secret: String,
+    /// `ADMIN_TOKEN`.
+    pub admin_token: String,
+    /// A client for requests.
+    pub http: reqwest::Client,
+    // Dropped after the worker (fields drop in order).
+    _state: tempfile::TempDir,
+}
+
+/// A round of game `slug` (type `game_type`) with a deterministic body.
+pub fn round(round_id: i64, slug: &str, game_type: &str) -> Round {
+    Round {
+        round_id,
+        game_id: 1,
+        game_slug: slug.into(),
+        game_type: game_type.into(),
+        finished_at: "2026-11-21T05:01:02.500000Z".into(),
+        extras: format!("{{\"n\": {round_id}}}"),
+        timestamp: 1_795_239_260_000 + round_id,
+    }
+}
+
+/// `kind` events of `rounds`.
+pub fn events(kind: EventKind, rounds: &[Round]) -> Vec<RoundEvent> {
+    rounds
+        .iter()
+        .cloned()
+        .map(|round| RoundEvent { kind, round })
+        .collect()
+}
+
+/// The SSE frame the edge sends for `round` as `event`.
+pub fn frame(event: &str, round: &Round) -> String {
+    let json = serde_json::to_string(round).unwrap_or_default();
+    format!("id: {}\nevent: {event}\ndata: {json}\n\n", round.round_id)
+}
+
+impl Edge {
+    /// Starts the Worker with `vars` on top of the test secrets.
+    pub async fn start(vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let state = tempfile::tempdir()?;
+        let secret = crate::fixtures::random_secret()?;
+        let admin_token = crate::fixtures::random_secret()?;
+        let mut all = vec![
+            ("INGEST_SECRET", secret.clone()),
+            ("ADMIN_TOKEN", admin_token.clone()),
+        ];
+        all.extend(vars.iter().map(|(k, v)| (*k, (*v).to_string())));
+        let worker = Worker::start(WorkerOptions {
+            port: free_port()?,
+            persist: &state.path().join("wrangler"),
+            log: &state.path().join("worker.log"),
+            vars: all,
+        })
+        .await?;
+        Ok(Self {
+            worker,
+            secret,
+            admin_token,
+            http: http_client(),
+            _state: state,
+        })
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.worker.url)
+    }
+
+    /// Posts a signed batch; returns status and body.
+    pub async fn post(&self, events: Vec<RoundEvent>) -> anyhow::Result<(u16, String)> {
+        let body = serde_json::to_vec(&IngestBatch { events })?;
+        self.post_raw(&body, true).await
+    }
+
+    /// Posts `body` as a batch, signed or not.
+    pub async fn post_raw(&self, body: &[u8], signed: bool) -> anyhow::Result<(u16, String)> {
+        let mut request = self
+            .http
+            .post(self.url("/internal/rounds"))
+            .body(body.to_vec());
+        if signed {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let header = signature::sign(self.secret.as_bytes(), now, body)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            request = request.header(signature::HEADER, header);
+        }
+        let response = request.send().await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    /// Posts a signed batch and insists on 200.
+    pub async fn store(&self, events: Vec<RoundEvent>) -> anyhow::Result<Value> {
+        let (status, body) = self.post(events).await?;
+        if status != 200 {
+            bail!("batch refused with {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// An admin call; returns status and JSON body (`null` if empty).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).context(text)?
+        };
+        Ok((status, value))
+    }
+
+    /// Creates a key through the admin route; returns (key, id).
+    pub async fn create_key(&self, spec: Value) -> anyhow::Result<(String, String)> {
+        let (status, body) = self
+            .admin(reqwest::Method::POST, "/admin/keys", Some(spec))
+            .await?;
+        if status != 201 {
+            bail!("key creation answered {status}: {body}");
+        }
+        let key = body["key"].as_str().context("no key")?.to_string();
+        let id = body["id"].as_str().context("no id")?.to_string();
+        Ok((key, id))
+    }
+
+    /// A key that may read everything.
+    pub async fn open_key(&self) -> anyhow::Result<String> {
+        Ok(self
+            .create_key(json!({"name": "all access", "test": true}))
+            .await?
+            .0)
+    }
+
+    /// A stream object's statistics (`kind` = game or type).
+    pub async fn stats(&self, kind: &str, name: &str) -> anyhow::Result<Value> {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/admin/streams/{kind}/{name}"),
+                None,
+            )
+            .await?;
+        if status != 200 {
+            bail!("stats answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Opens an SSE stream at `path_and_query`, insisting on 200.
+    pub async fn sse(&self, path_and_query: &str) -> anyhow::Result<SseClient> {
+        self.sse_with(path_and_query, &[]).await
+    }
+
+    /// Opens an SSE stream with extra request headers, insisting on 200.
+    pub async fn sse_with(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<SseClient> {
+        match SseClient::connect_with(&self.http, &self.url(path_and_query), headers).await? {
+            Ok(client) => Ok(client),
+            Err(refused) => bail!("stream refused with {}: {}", refused.status, refused.body),
+        }
+    }
+
+    /// A GET with the key as a bearer token: status and body.
+    pub async fn get(&self, path: &str, key: &str) -> anyhow::Result<(u16, String)> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+}

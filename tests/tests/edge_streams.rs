@@ -1,0 +1,293 @@
+//! The edge's streams under `wrangler dev` (real workerd, local KV and
+//! Durable Object storage): resume, reset, dedup, updates and backfills,
+//! per-type and multiplexed streams.
+
+// A failed expectation is a failed test: panicking is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use devstack::edge::{Edge, TIMEOUT, events, frame, round};
+use serde_json::json;
+use shared::EventKind::{Backfill, New, Update};
+
+const RETRY: &str = "retry: 3000\n\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_replays_the_gap_then_goes_live_with_no_duplicate() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<_> = (1..=5).map(|id| round(id, "crash", "multiplier")).collect();
+    edge.store(events(New, &rounds[..3])).await.unwrap();
+
+    // Resumed from round 1 (header, as browsers send it): 2 and 3, then live.
+    let mut a = edge
+        .sse_with(
+            &format!("/sse/crash?api_key={key}"),
+            &[("last-event-id", "1")],
+        )
+        .await
+        .unwrap();
+    a.read_frames(3, TIMEOUT).await.unwrap();
+    // Resumed from the latest (query parameter): nothing to replay.
+    let mut b = edge
+        .sse(&format!("/sse/crash?api_key={key}&last_event_id=3"))
+        .await
+        .unwrap();
+    b.read_frames(1, TIMEOUT).await.unwrap();
+
+    edge.store(events(New, &rounds[3..4])).await.unwrap();
+    a.read_frames(4, TIMEOUT).await.unwrap();
+    b.read_frames(2, TIMEOUT).await.unwrap();
+    assert_eq!(
+        a.text(),
+        format!(
+            "{RETRY}{}{}{}",
+            frame("message", &rounds[1]),
+            frame("message", &rounds[2]),
+            frame("message", &rounds[3])
+        )
+    );
+    assert_eq!(b.text(), format!("{RETRY}{}", frame("message", &rounds[3])));
+
+    // A malformed id is refused.
+    let response = edge
+        .http
+        .get(edge.url(&format!("/sse/crash?api_key={key}&last_event_id=abc")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .starts_with(r#"{"error":{"code":"bad_request","#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_older_than_the_history_gets_reset_then_initial() {
+    let edge = Edge::start(&[("HISTORY_LIMIT", "3")]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<_> = (1..=5).map(|id| round(id, "crash", "multiplier")).collect();
+    edge.store(events(New, &rounds)).await.unwrap();
+    let mut client = edge
+        .sse_with(
+            &format!("/sse/crash?api_key={key}"),
+            &[("last-event-id", "1")],
+        )
+        .await
+        .unwrap();
+    client.read_frames(3, TIMEOUT).await.unwrap();
+    assert_eq!(
+        client.text(),
+        format!(
+            "{RETRY}event: reset\ndata: {{\"stream\":\"game:crash\"}}\n\n{}",
+            frame("initial", &rounds[4])
+        )
+    );
+    // Only the last 3 rounds are kept.
+    let stats = edge.stats("game", "crash").await.unwrap();
+    assert_eq!(stats["rounds"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_batch_stores_and_sends_nothing_twice() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let mut client = edge.sse(&format!("/sse/dice?api_key={key}")).await.unwrap();
+    client.read_frames(1, TIMEOUT).await.unwrap();
+    let rounds: Vec<_> = (1..=3).map(|id| round(id, "dice", "dice")).collect();
+    assert_eq!(
+        edge.store(events(New, &rounds[..2])).await.unwrap(),
+        json!({"stored": 2, "duplicates": 0})
+    );
+    assert_eq!(
+        edge.store(events(New, &rounds[..2])).await.unwrap(),
+        json!({"stored": 0, "duplicates": 2})
+    );
+    assert_eq!(
+        edge.store(events(New, &rounds)).await.unwrap(),
+        json!({"stored": 1, "duplicates": 2})
+    );
+    client.read_frames(4, TIMEOUT).await.unwrap();
+    assert_eq!(
+        client.text(),
+        format!(
+            "{RETRY}{}{}{}",
+            frame("message", &rounds[0]),
+            frame("message", &rounds[1]),
+            frame("message", &rounds[2])
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfills_are_stored_silently_and_updates_sent_only_when_changed() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let mut live = edge
+        .sse(&format!("/sse/wheel?api_key={key}"))
+        .await
+        .unwrap();
+    live.read_frames(1, TIMEOUT).await.unwrap();
+
+    // Snapshot rows: stored, the newest becomes latest, nothing is broadcast.
+    let r10 = round(10, "wheel", "wheel");
+    let r5 = round(5, "wheel", "wheel");
+    edge.store(events(Backfill, &[r10.clone(), r5.clone()]))
+        .await
+        .unwrap();
+    let mut late = edge
+        .sse(&format!("/sse/wheel?api_key={key}"))
+        .await
+        .unwrap();
+    late.read_frames(2, TIMEOUT).await.unwrap();
+    assert_eq!(late.text(), format!("{RETRY}{}", frame("initial", &r10)));
+
+    // An update that changes nothing is not news; one that does is `update`.
+    assert_eq!(
+        edge.store(events(Update, std::slice::from_ref(&r10)))
+            .await
+            .unwrap(),
+        json!({"stored": 0, "duplicates": 1})
+    );
+    let mut corrected = r10.clone();
+    corrected.extras = r#"{"n": 10, "settled": true}"#.into();
+    edge.store(events(Update, &[corrected.clone()]))
+        .await
+        .unwrap();
+    let r11 = round(11, "wheel", "wheel");
+    edge.store(events(New, std::slice::from_ref(&r11)))
+        .await
+        .unwrap();
+    live.read_frames(3, TIMEOUT).await.unwrap();
+    assert_eq!(
+        live.text(),
+        format!(
+            "{RETRY}{}{}",
+            frame("update", &corrected),
+            frame("message", &r11)
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_streams_and_multiplexed_streams() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+
+    // Every game of a type, on one stream.
+    let mut by_type = edge
+        .sse(&format!("/sse/type/multiplier?api_key={key}"))
+        .await
+        .unwrap();
+    by_type.read_frames(1, TIMEOUT).await.unwrap();
+    let crash = round(1, "crash", "multiplier");
+    let dice = round(2, "dice", "dice");
+    let aviator = round(3, "aviator", "multiplier");
+    edge.store(events(New, &[crash.clone(), dice.clone(), aviator.clone()]))
+        .await
+        .unwrap();
+    by_type.read_frames(3, TIMEOUT).await.unwrap();
+    assert_eq!(
+        by_type.text(),
+        format!(
+            "{RETRY}{}{}",
+            frame("message", &crash),
+            frame("message", &aviator)
+        )
+    );
+
+    // Several games on one connection: `id:` is a cursor over the members.
+    let mut multi = edge
+        .sse(&format!("/sse?games=crash,dice&api_key={key}"))
+        .await
+        .unwrap();
+    multi.read_frames(3, TIMEOUT).await.unwrap();
+    let initial: Vec<String> = multi.frames()[1..].to_vec();
+    let crash_json = serde_json::to_string(&crash).unwrap();
+    let dice_json = serde_json::to_string(&dice).unwrap();
+    assert!(
+        initial.contains(&format!(
+            "id: g:crash:1\nevent: initial\ndata: {crash_json}\n\n"
+        )),
+        "{initial:?}"
+    );
+    assert!(
+        initial
+            .iter()
+            .any(|f| f.ends_with(&format!("event: initial\ndata: {dice_json}\n\n"))),
+        "{initial:?}"
+    );
+    assert!(
+        initial
+            .iter()
+            .any(|f| f.starts_with("id: g:crash:1,g:dice:2\n")),
+        "{initial:?}"
+    );
+
+    let crash4 = round(4, "crash", "multiplier");
+    edge.store(events(New, std::slice::from_ref(&crash4)))
+        .await
+        .unwrap();
+    multi.read_frames(4, TIMEOUT).await.unwrap();
+    let crash4_json = serde_json::to_string(&crash4).unwrap();
+    assert_eq!(
+        multi.frames()[3],
+        format!("id: g:crash:4,g:dice:2\nevent: message\ndata: {crash4_json}\n\n")
+    );
+    drop(multi);
+
+    // Resuming with the cursor replays what each member missed, and only that.
+    let dice5 = round(5, "dice", "dice");
+    let crash6 = round(6, "crash", "multiplier");
+    edge.store(events(New, &[dice5.clone(), crash6.clone()]))
+        .await
+        .unwrap();
+    let mut resumed = edge
+        .sse_with(
+            &format!("/sse?games=crash,dice&api_key={key}"),
+            &[("last-event-id", "g:crash:4,g:dice:2")],
+        )
+        .await
+        .unwrap();
+    resumed.read_frames(3, TIMEOUT).await.unwrap();
+    let data: Vec<String> = resumed.frames()[1..]
+        .iter()
+        .map(|f| f.split("data: ").nth(1).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(data.len(), 2);
+    assert!(
+        data.contains(&format!("{}\n\n", serde_json::to_string(&dice5).unwrap())),
+        "{data:?}"
+    );
+    assert!(
+        data.contains(&format!("{}\n\n", serde_json::to_string(&crash6).unwrap())),
+        "{data:?}"
+    );
+    // After both, the cursor covers both members.
+    assert!(
+        resumed.frames()[2].starts_with("id: g:crash:6,g:dice:5\n"),
+        "{:?}",
+        resumed.frames()
+    );
+
+    // Bounds and bad cursors are 400 with a clear message.
+    for (query, needle) in [
+        ("games=a,b,c,d,e,f,g", "at most 6 streams"),
+        ("games=", "at least one stream"),
+        ("games=crash&last_event_id=g:dice:1", "not requested"),
+        ("games=crash&last_event_id=5", "malformed"),
+    ] {
+        let response = edge
+            .http
+            .get(edge.url(&format!("/sse?{query}&api_key={key}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{query}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(needle), "{query}: {body}");
+    }
+}

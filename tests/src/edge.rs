@@ -67,13 +67,26 @@ impl Edge {
             ("ADMIN_TOKEN", admin_token.clone()),
         ];
         all.extend(vars.iter().map(|(k, v)| (*k, (*v).to_string())));
-        let worker = Worker::start(WorkerOptions {
-            port: free_port()?,
-            persist: &state.path().join("wrangler"),
-            log: &state.path().join("worker.log"),
-            vars: all,
-        })
-        .await?;
+        // A port found free can be taken by a parallel test before wrangler
+        // binds it: try again on fresh ports before giving up.
+        let mut attempt = 0;
+        let worker = loop {
+            attempt += 1;
+            let started = Worker::start(WorkerOptions {
+                port: free_port()?,
+                persist: &state.path().join("wrangler"),
+                log: &state.path().join(format!("worker-{attempt}.log")),
+                vars: all.clone(),
+            })
+            .await;
+            match started {
+                Ok(worker) => break worker,
+                Err(err) if attempt < 3 => {
+                    eprintln!("wrangler dev did not start, retrying: {err:#}")
+                }
+                Err(err) => return Err(err),
+            }
+        };
         Ok(Self {
             worker,
             secret,

@@ -95,6 +95,24 @@ impl SseClient {
         String::from_utf8_lossy(&self.received).into_owned()
     }
 
+    /// Reads until the received text contains `needle`; fails after `timeout`.
+    pub async fn read_until(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .with_context(|| {
+                    format!("timed out waiting for {needle:?}; got {:?}", self.text())
+                })?
+                .context("reading the SSE stream")?;
+            match chunk {
+                Some(bytes) => self.received.extend_from_slice(&bytes),
+                None => bail!("stream ended before {needle:?}: {:?}", self.text()),
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until the server ends the stream; fails after `timeout`.
     pub async fn read_to_end(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -26,6 +26,6 @@ cargo check -p shared --target wasm32-unknown-unknown --locked
 step "Worker build (worker-build, release)"
 bash scripts/build-worker.sh
 
-step "end-to-end: Debezium event → NATS → ingest → Worker → SSE client"
+step "end-to-end and edge tests (real nats-server, workerd under wrangler dev, ingest)"
 cargo build -p ingest --locked
 cargo test -p devstack --test '*' --locked

@@ -1,6 +1,7 @@
 //! A Worker alone under `wrangler dev`, driven the way ingest and operators
 //! drive it: signed batches, admin calls, SSE clients. For the edge's tests.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -25,7 +26,7 @@ pub struct Edge {
     /// A client for requests.
     pub http: reqwest::Client,
     // Dropped after the worker (fields drop in order).
-    _state: tempfile::TempDir,
+    _state: Option<tempfile::TempDir>,
 }
 
 /// A round of game `slug` (type `game_type`) with a deterministic body.
@@ -57,9 +58,22 @@ pub fn frame(event: &str, round: &Round) -> String {
 }
 
 impl Edge {
-    /// Starts the Worker with `vars` on top of the test secrets.
+    /// Starts the Worker with `vars` on top of the test secrets, with its
+    /// state in a temporary directory and on a free port.
     pub async fn start(vars: &[(&str, &str)]) -> anyhow::Result<Self> {
         let state = tempfile::tempdir()?;
+        let mut edge = Self::start_in(state.path(), None, vars).await?;
+        edge._state = Some(state);
+        Ok(edge)
+    }
+
+    /// Starts the Worker with its state and logs under `dir`, on `port` (or a
+    /// free one).
+    pub async fn start_in(
+        dir: &Path,
+        port: Option<u16>,
+        vars: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let secret = crate::fixtures::random_secret()?;
         let admin_token = crate::fixtures::random_secret()?;
         let mut all = vec![
@@ -69,19 +83,28 @@ impl Edge {
         all.extend(vars.iter().map(|(k, v)| (*k, (*v).to_string())));
         // A port found free can be taken by a parallel test before wrangler
         // binds it: try again on fresh ports before giving up.
+        let attempts = if port.is_some() { 1 } else { 3 };
         let mut attempt = 0;
         let worker = loop {
             attempt += 1;
+            let log = if attempt == 1 {
+                "worker.log".to_string()
+            } else {
+                format!("worker-{attempt}.log")
+            };
             let started = Worker::start(WorkerOptions {
-                port: free_port()?,
-                persist: &state.path().join("wrangler"),
-                log: &state.path().join(format!("worker-{attempt}.log")),
+                port: match port {
+                    Some(port) => port,
+                    None => free_port()?,
+                },
+                persist: &dir.join("wrangler"),
+                log: &dir.join("logs").join(log),
                 vars: all.clone(),
             })
             .await;
             match started {
                 Ok(worker) => break worker,
-                Err(err) if attempt < 3 => {
+                Err(err) if attempt < attempts => {
                     eprintln!("wrangler dev did not start, retrying: {err:#}")
                 }
                 Err(err) => return Err(err),
@@ -92,7 +115,7 @@ impl Edge {
             secret,
             admin_token,
             http: http_client(),
-            _state: state,
+            _state: None,
         })
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_nats::jetstream;
 
-use crate::fixtures::{self, TestKey};
+use crate::edge::Edge;
 use crate::process::Proc;
 use crate::{repo_root, wait_for};
 
@@ -36,7 +36,15 @@ impl Nats {
     /// Starts nats-server (`$NATS_SERVER_BIN`, set by scripts/setup.sh) on
     /// `port` with JetStream data in `dir`, and waits until a client connects.
     pub async fn start(dir: &Path, port: u16, log: &Path) -> anyhow::Result<Self> {
-        let bin = tool("NATS_SERVER_BIN", "nats-server");
+        // scripts/setup.sh exports NATS_SERVER_BIN; without it, look where
+        // setup.sh installs by default, then on PATH.
+        let default_install = std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".cache/gamefeed/venv/bin/nats-server"))
+            .filter(|p| p.exists());
+        let bin = match default_install {
+            Some(path) if std::env::var_os("NATS_SERVER_BIN").is_none() => path,
+            _ => tool("NATS_SERVER_BIN", "nats-server"),
+        };
         std::fs::create_dir_all(dir)?;
         let proc = Proc::spawn(
             "nats-server",
@@ -87,7 +95,6 @@ pub struct Worker {
     pub proc: Proc,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
-    persist: PathBuf,
 }
 
 /// Settings of a local Worker.
@@ -168,34 +175,7 @@ impl Worker {
         if !ready {
             bail!("wrangler dev exited:\n{}", proc.log_tail(3000));
         }
-        Ok(Self {
-            proc,
-            url,
-            persist: options.persist.to_path_buf(),
-        })
-    }
-
-    /// Writes `value` under `key` in the local `KEYS` namespace.
-    pub fn kv_put(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        let output = wrangler()
-            .args(["kv", "key", "put", "--local", "--binding", "KEYS"])
-            .arg("--persist-to")
-            .arg(&self.persist)
-            .args([key, value])
-            .output()
-            .context("running wrangler kv key put")?;
-        if !output.status.success() {
-            bail!(
-                "wrangler kv key put failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
-    }
-
-    /// Stores a test key's record in KV, as the admin route does.
-    pub fn seed_key(&self, key: &TestKey) -> anyhow::Result<()> {
-        self.kv_put(&key.kv_key, &key.record_json)
+        Ok(Self { proc, url })
     }
 }
 
@@ -251,14 +231,12 @@ pub struct StackOptions {
 pub struct Stack {
     /// ingest.
     pub ingest: Proc,
-    /// The Worker.
-    pub worker: Worker,
+    /// The Worker, with its secrets.
+    pub edge: Edge,
     /// nats-server.
     pub nats: Nats,
-    /// A key readable for every game.
-    pub api_key: TestKey,
-    /// The `INGEST_SECRET` shared by ingest and the Worker.
-    pub secret: String,
+    /// A key readable for every game, created through the admin route.
+    pub api_key: String,
     /// Where the logs are.
     pub log_dir: PathBuf,
 }
@@ -274,26 +252,28 @@ impl Stack {
         )
         .await?;
         create_stream(&nats.jetstream().await?).await?;
-        let secret = fixtures::random_secret()?;
-        let worker = Worker::start(WorkerOptions {
-            port: options.worker_port,
-            persist: &options.state_dir.join("wrangler"),
-            log: &logs.join("worker.log"),
-            vars: vec![
-                ("INGEST_SECRET", secret.clone()),
-                ("HEARTBEAT_SECS", options.heartbeat_secs.to_string()),
-            ],
-        })
+        let heartbeat = options.heartbeat_secs.to_string();
+        let edge = Edge::start_in(
+            &options.state_dir,
+            Some(options.worker_port),
+            &[("HEARTBEAT_SECS", heartbeat.as_str())],
+        )
         .await?;
-        let api_key = fixtures::test_key("local test key")?;
-        worker.seed_key(&api_key)?;
-        let ingest = start_ingest(&nats.url, &worker.url, &secret, &logs.join("ingest.log"))?;
+        let api_key = edge
+            .create_key(serde_json::json!({"name": "local test key", "test": true}))
+            .await?
+            .0;
+        let ingest = start_ingest(
+            &nats.url,
+            &edge.worker.url,
+            &edge.secret,
+            &logs.join("ingest.log"),
+        )?;
         Ok(Self {
             ingest,
-            worker,
+            edge,
             nats,
             api_key,
-            secret,
             log_dir: logs,
         })
     }

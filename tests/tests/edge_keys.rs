@@ -279,3 +279,45 @@ async fn revocation_and_expiry_end_open_streams() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_script_drives_the_admin_routes() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let script = devstack::repo_root().join("scripts/keys.sh");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("FEED_URL", &edge.worker.url)
+            .env("ADMIN_TOKEN", &edge.admin_token)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let created = run(&["create", "partner", "--games", "crash,dice", "--test"]);
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with(apikey::PREFIX_TEST));
+    assert_eq!(created["games"], json!(["crash", "dice"]));
+    assert_eq!(edge.get("/api/games", &key).await.unwrap().0, 200);
+    let listed = run(&["list"]);
+    assert_eq!(listed["keys"][0]["id"], json!(id));
+    assert_eq!(run(&["revoke", &id])["revoked"], json!(true));
+    assert_eq!(edge.get("/api/games", &key).await.unwrap().0, 401);
+
+    // A wrong admin token is reported, not ignored.
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("list")
+        .env("FEED_URL", &edge.worker.url)
+        .env("ADMIN_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+}

@@ -102,3 +102,41 @@ async fn a_hibernated_object_is_rebuilt_and_its_clients_keep_receiving() {
         format!("retry: 3000\n\n{}", frame("message", &r1))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_cut_off() {
+    let edge = Edge::start(&[("MAX_QUEUED_CHUNKS", "8"), ("HISTORY_LIMIT", "10")])
+        .await
+        .unwrap();
+    let key = edge.open_key().await.unwrap();
+    let mut stalled = edge
+        .sse(&format!("/sse/crash?api_key={key}"))
+        .await
+        .unwrap();
+    stalled.read_frames(1, TIMEOUT).await.unwrap();
+
+    // ~40 MB of rounds, far more than the socket buffers between workerd and
+    // this client can absorb, while the client reads nothing.
+    let big = "x".repeat(100_000);
+    let mut id = 0;
+    let mut cut = false;
+    for _ in 0..80 {
+        let batch: Vec<_> = (0..5)
+            .map(|_| {
+                id += 1;
+                let mut r = round(id, "crash", "multiplier");
+                r.extras = format!("{{\"pad\": \"{big}\"}}");
+                r
+            })
+            .collect();
+        edge.store(events(New, &batch)).await.unwrap();
+        if sockets(&edge, "crash").await == Some(0) {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the stalled client was never disconnected");
+    // Its stream ends (after what was already buffered), not with all rounds.
+    stalled.read_to_end(TIMEOUT).await.unwrap();
+    assert!(stalled.text().matches("event: message").count() < id as usize);
+}

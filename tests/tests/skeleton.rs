@@ -59,11 +59,8 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
     .await
     .expect("the stack starts");
     let http = devstack::http_client();
-    let base = stack.worker.url.clone();
-    let stream_url = format!(
-        "{base}/sse/crash-classic?api_key={}",
-        stack.api_key.plaintext
-    );
+    let base = stack.edge.worker.url.clone();
+    let stream_url = format!("{base}/sse/crash-classic?api_key={}", stack.api_key);
 
     // A stranger's key, and no key at all: 401 with the JSON of DESIGN §3.3.
     let wrong = format!(
@@ -112,7 +109,7 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
     let body = serde_json::to_vec(&bogus).expect("json");
     let invalid = r#"{"error":{"code":"invalid_signature","message":"invalid signature"}}"#;
     let wrong_secret = signature::sign(b"not-the-ingest-secret", now_unix(), &body).ok();
-    let stale = signature::sign(stack.secret.as_bytes(), now_unix() - 600, &body).ok();
+    let stale = signature::sign(stack.edge.secret.as_bytes(), now_unix() - 600, &body).ok();
     for header in [None, wrong_secret, stale] {
         assert_eq!(
             post_batch(&http, &base, &body, header).await,
@@ -122,7 +119,7 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
 
     // A correctly signed but malformed batch: 400, nothing stored.
     let garbage = br#"{"events":[{"kind":"new","round":{"round_id":999}}]}"#;
-    let signed = signature::sign(stack.secret.as_bytes(), now_unix(), garbage).ok();
+    let signed = signature::sign(stack.edge.secret.as_bytes(), now_unix(), garbage).ok();
     let (status, body) = post_batch(&http, &base, garbage, signed).await;
     assert_eq!(status, 400);
     assert!(
@@ -224,7 +221,7 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
     // Stopping the stack leaves none of its processes behind.
     let groups = [
         stack.ingest.id(),
-        stack.worker.proc.id(),
+        stack.edge.worker.proc.id(),
         stack.nats.proc.id(),
     ];
     drop(early);

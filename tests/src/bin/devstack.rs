@@ -71,14 +71,15 @@ async fn run() -> anyhow::Result<()> {
     };
     let url = format!(
         "{}/sse/crash-classic?api_key={}",
-        stack.worker.url, stack.api_key.plaintext
+        stack.edge.worker.url, stack.api_key
     );
     println!(
-        "\nUp and running:\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n\nWatch rounds arrive:\n  curl -N '{url}'\n\nPublishing a sample Debezium insert on {PREFIX}.public.rounds every {every:?}. Ctrl-C stops everything.\n",
-        worker = stack.worker.url,
+        "\nUp and running:\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  curl -N '{url}'\n\nPublishing a sample Debezium insert on {PREFIX}.public.rounds every {every:?}. Ctrl-C stops everything.\n",
+        worker = stack.edge.worker.url,
         nats = stack.nats.url,
         logs = stack.log_dir.display(),
-        key = stack.api_key.plaintext,
+        key = stack.api_key,
+        admin = stack.edge.admin_token,
     );
 
     let mut ticker = tokio::time::interval(every);
@@ -87,7 +88,7 @@ async fn run() -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = ticker.tick() => {
-                for proc in [&mut stack.ingest, &mut stack.worker.proc, &mut stack.nats.proc] {
+                for proc in [&mut stack.ingest, &mut stack.edge.worker.proc, &mut stack.nats.proc] {
                     if let Some(status) = proc.exited() {
                         bail!("{} exited ({status}); its log: {}\n{}", proc.name(), proc.log_path().display(), proc.log_tail(2000));
                     }

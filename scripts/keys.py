@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Manage the feed's API keys through the Worker's admin routes.
+
+  keys.py create NAME [--games a,b] [--types x,y] [--origins https://a.example,…]
+                      [--expires-at 2027-01-01T00:00:00Z] [--max-streams N]
+                      [--connects-per-minute N] [--test]
+  keys.py list
+  keys.py revoke KEY_ID
+
+Environment: FEED_URL (default http://127.0.0.1:8787) and ADMIN_TOKEN (required).
+Prints the Worker's JSON answer. The plaintext key is shown once, by `create`.
+Standard library only, so it runs wherever Python 3 does.
+"""
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+
+def call(method, path, body=None):
+    base = os.environ.get("FEED_URL", "http://127.0.0.1:8787").rstrip("/")
+    token = os.environ.get("ADMIN_TOKEN")
+    if not token:
+        sys.exit("keys.py: set ADMIN_TOKEN (the Worker's admin secret)")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("authorization", "Bearer " + token)
+    if data is not None:
+        request.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")
+        sys.exit(f"keys.py: {method} {path} answered {err.code}: {detail}")
+    except urllib.error.URLError as err:
+        sys.exit(f"keys.py: cannot reach {base}: {err.reason}")
+
+
+def csv(value):
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Manage the feed's API keys.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="create a key (shown once)")
+    create.add_argument("name")
+    create.add_argument("--games", type=csv, help="game slugs it may read (comma-separated)")
+    create.add_argument("--types", type=csv, help="game types it may read (comma-separated)")
+    create.add_argument("--origins", type=csv, help="allowed browser origins (comma-separated)")
+    create.add_argument("--expires-at", help="RFC 3339 expiry")
+    create.add_argument("--max-streams", type=int)
+    create.add_argument("--connects-per-minute", type=int)
+    create.add_argument("--test", action="store_true", help="sk_test_ instead of sk_live_")
+    sub.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    args = parser.parse_args()
+
+    if args.command == "create":
+        body = {"name": args.name, "test": args.test}
+        for field in ("games", "types", "origins", "expires_at", "max_streams", "connects_per_minute"):
+            value = getattr(args, field)
+            if value is not None:
+                body[field] = value
+        answer = call("POST", "/admin/keys", body)
+    elif args.command == "list":
+        answer = call("GET", "/admin/keys")
+    else:
+        answer = call("DELETE", "/admin/keys/" + urllib.request.quote(args.id, safe=""))
+    json.dump(answer, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

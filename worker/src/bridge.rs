@@ -11,22 +11,18 @@
 //! closes the sockets as soon as the client leaves, so the objects' socket
 //! counts stay true.
 
-use std::pin::Pin;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use futures_util::stream::select_all;
-use futures_util::{FutureExt, Stream, StreamExt, pin_mut, select};
 use js_sys::Uint8Array;
 use shared::cursor::{self, Cursor, StreamName};
 use shared::sse;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, WritableStreamDefaultWriter};
-use worker::{
-    Date, Delay, EncodeBody, Env, Headers, Request, RequestInit, Response, WebSocket,
-    WebsocketEvent,
-};
+use worker::{Date, EncodeBody, Env, Headers, Request, RequestInit, Response, WebSocket};
 
 use crate::auth::{self, Admitted};
 use crate::config::{STREAMS, StreamConfig};
@@ -157,7 +153,7 @@ async fn open(
             .filter_map(|(s, id)| id.map(|id| (s.clone(), id)))
             .collect::<Cursor>()
     });
-    let pump = Pump {
+    let client = Rc::new(Client {
         names: members.into_iter().map(|(s, _)| s).collect(),
         sockets,
         writer,
@@ -165,9 +161,15 @@ async fn open(
         config,
         env: env.clone(),
         kv_key: admitted.kv_key,
-        cursor,
-    };
-    wasm_bindgen_futures::spawn_local(pump.run());
+        cursor: RefCell::new(cursor),
+        ended: Cell::new(false),
+        interval: RefCell::new(None),
+        last_heartbeat: Cell::new(0.0),
+        last_recheck: Cell::new(0.0),
+        rechecking: Cell::new(false),
+        handlers: RefCell::new(Vec::new()),
+    });
+    client.start()?;
 
     let headers = sse_headers()?;
     if let Some(origin) = &admitted.allow_origin {
@@ -189,7 +191,7 @@ fn sse_headers() -> worker::Result<Headers> {
     Ok(headers)
 }
 
-/// Why a client's pump ended.
+/// Why a client's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     /// An object closed its socket: end the response cleanly so the browser
@@ -204,8 +206,16 @@ enum End {
     SlowClient,
 }
 
-/// Everything one client's forwarding task owns.
-struct Pump {
+type Handler = Closure<dyn FnMut(JsValue)>;
+
+/// One client's bridge: its sockets to the objects, its response writer,
+/// and the JS callbacks that move bytes between them.
+///
+/// Driven by callbacks rather than a polled task: a round reaches the client
+/// in one call from JS into wasm (`onmessage`) and one write back, with no
+/// channel, waker or timer future per message. Measured with
+/// `scripts/bench-edge.sh`; see ARCHITECTURE.md.
+struct Client {
     names: Vec<StreamName>,
     sockets: Vec<WebSocket>,
     writer: WritableStreamDefaultWriter,
@@ -214,115 +224,158 @@ struct Pump {
     env: Env,
     kv_key: String,
     /// `Some` for a multiplexed stream: the last id seen per member.
-    cursor: Option<Cursor>,
+    cursor: RefCell<Option<Cursor>>,
+    ended: Cell<bool>,
+    interval: RefCell<Option<JsValue>>,
+    last_heartbeat: Cell<f64>,
+    last_recheck: Cell<f64>,
+    rechecking: Cell<bool>,
+    /// Kept alive while the client is connected; dropped after it ended.
+    handlers: RefCell<Vec<Handler>>,
 }
 
-type Events<'a> = Pin<Box<dyn Stream<Item = (usize, worker::Result<WebsocketEvent>)> + 'a>>;
-
-impl Pump {
-    /// Forwards the objects' frames to the client until one side leaves.
-    ///
-    /// Timers live here, in a `spawn_local` task, because a `Delay` created
-    /// inside a stream that the runtime pulls never wakes.
-    async fn run(mut self) {
-        let sockets = std::mem::take(&mut self.sockets);
-        // Listeners first, then accept: the objects may already have queued
+impl Client {
+    /// Wires the callbacks and accepts the sockets.
+    fn start(self: &Rc<Self>) -> worker::Result<()> {
+        let mut handlers = Vec::new();
+        for (index, socket) in self.sockets.iter().enumerate() {
+            let client = Rc::clone(self);
+            let on_message = Handler::new(move |event: JsValue| {
+                let data = event.unchecked_into::<web_sys::MessageEvent>().data();
+                client.on_message(index, &data);
+            });
+            let client = Rc::clone(self);
+            let on_close = Handler::new(move |_| client.end(End::ObjectClosed));
+            let raw: &web_sys::WebSocket = socket.as_ref();
+            raw.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+            raw.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+            raw.set_onerror(Some(on_close.as_ref().unchecked_ref()));
+            handlers.push(on_message);
+            handlers.push(on_close);
+        }
+        // Handlers first, then accept: the objects may already have queued
         // their first frames, and those must find someone listening.
-        let mut streams: Vec<Events<'_>> = Vec::with_capacity(sockets.len());
-        for (index, socket) in sockets.iter().enumerate() {
-            match socket.events() {
-                Ok(events) => streams.push(Box::pin(events.map(move |e| (index, e)))),
-                Err(_) => return self.finish(&sockets, End::ObjectClosed),
-            }
+        for socket in &self.sockets {
+            socket.accept()?;
         }
-        if sockets.iter().any(|s| s.accept().is_err()) {
-            return self.finish(&sockets, End::ObjectClosed);
-        }
-        let mut events = select_all(streams).fuse();
-        let aborted = aborted(&self.signal).fuse();
-        let closed = JsFuture::from(self.writer.closed()).fuse();
-        pin_mut!(aborted, closed);
-        let mut heartbeat = delay(self.config.heartbeat);
-        let mut recheck = delay(self.config.key_recheck);
 
-        let end = loop {
-            select! {
-                event = events.next() => match event {
-                    Some((index, Ok(WebsocketEvent::Message(message)))) => {
-                        self.forward(index, &message.as_ref().data());
-                        if queued(&self.writer) > f64::from(self.config.max_queued_chunks) {
-                            break End::SlowClient;
-                        }
-                    }
-                    Some((_, Ok(WebsocketEvent::Close(_)))) | Some((_, Err(_))) | None => {
-                        break End::ObjectClosed;
-                    }
-                },
-                _ = heartbeat => {
-                    write_bytes(&self.writer, &sse::heartbeat_frame(Date::now().as_millis() / 1000));
-                    heartbeat = delay(self.config.heartbeat);
-                },
-                _ = recheck => {
-                    if !self.key_still_valid().await {
-                        break End::KeyRevoked;
-                    }
-                    recheck = delay(self.config.key_recheck);
-                },
-                _ = aborted => break End::ClientGone,
-                _ = closed => break End::ClientGone,
-            }
-        };
-        drop(events);
-        self.finish(&sockets, end);
+        let client = Rc::clone(self);
+        let on_gone = Handler::new(move |_| client.end(End::ClientGone));
+        self.signal
+            .set_onabort(Some(on_gone.as_ref().unchecked_ref()));
+        // `closed` settles when the client's side of the pipe goes away.
+        let _ = self.writer.closed().then2(&on_gone, &on_gone);
+        handlers.push(on_gone);
+
+        let client = Rc::clone(self);
+        let on_tick = Handler::new(move |_| client.tick());
+        let period = self.config.heartbeat.min(self.config.key_recheck);
+        *self.interval.borrow_mut() = timers::set_interval(&on_tick, period).ok();
+        handlers.push(on_tick);
+        let now = Date::now().as_millis() as f64;
+        self.last_heartbeat.set(now);
+        self.last_recheck.set(now);
+        *self.handlers.borrow_mut() = handlers;
+        if self.signal.aborted() {
+            self.end(End::ClientGone);
+        }
+        Ok(())
     }
 
     /// Writes one message of member `index` to the client.
-    fn forward(&mut self, index: usize, data: &JsValue) {
-        let Some(cursor) = self.cursor.as_mut() else {
-            // Single stream: the object's bytes go out untouched.
-            if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
-                write_chunk(&self.writer, &Uint8Array::new(buffer));
-            } else if let Some(text) = data.as_string() {
-                write_bytes(&self.writer, text.as_bytes());
-            }
+    fn on_message(&self, index: usize, data: &JsValue) {
+        if self.ended.get() {
             return;
-        };
-        let text = match data.dyn_ref::<js_sys::ArrayBuffer>() {
-            Some(buffer) => String::from_utf8_lossy(&Uint8Array::new(buffer).to_vec()).into_owned(),
-            None => data.as_string().unwrap_or_default(),
-        };
-        let Some(member) = self.names.get(index) else {
-            return;
-        };
-        let rewritten = sse::rewrite_ids(&text, |old| {
-            if let Ok(id) = old.parse::<i64>() {
-                cursor.insert(member.clone(), id);
+        }
+        let mut cursor = self.cursor.borrow_mut();
+        match cursor.as_mut() {
+            // Single stream: the object's bytes go out untouched, as the same
+            // ArrayBuffer, never copied into wasm memory.
+            None => {
+                if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+                    write_chunk(&self.writer, &Uint8Array::new(buffer));
+                } else if let Some(text) = data.as_string() {
+                    write_bytes(&self.writer, text.as_bytes());
+                }
             }
-            cursor::format(cursor)
-        });
-        write_bytes(&self.writer, rewritten.as_bytes());
-    }
-
-    /// Re-reads the key: a revoked, expired or deleted key ends the stream.
-    async fn key_still_valid(&self) -> bool {
-        match auth::lookup(&self.env, &self.kv_key).await {
-            Ok(Some(record)) => auth::usable(&record),
-            Ok(None) => false,
-            // KV trouble is not the client's fault: keep serving.
-            Err(_) => true,
+            Some(cursor) => {
+                let text = match data.dyn_ref::<js_sys::ArrayBuffer>() {
+                    Some(buffer) => {
+                        String::from_utf8_lossy(&Uint8Array::new(buffer).to_vec()).into_owned()
+                    }
+                    None => data.as_string().unwrap_or_default(),
+                };
+                let Some(member) = self.names.get(index) else {
+                    return;
+                };
+                let rewritten = sse::rewrite_ids(&text, |old| {
+                    if let Ok(id) = old.parse::<i64>() {
+                        cursor.insert(member.clone(), id);
+                    }
+                    cursor::format(cursor)
+                });
+                write_bytes(&self.writer, rewritten.as_bytes());
+            }
+        }
+        drop(cursor);
+        if queued(&self.writer) > f64::from(self.config.max_queued_chunks) {
+            self.end(End::SlowClient);
         }
     }
 
-    fn finish(&self, sockets: &[WebSocket], end: End) {
+    /// Heartbeats, and the periodic re-read of the API key.
+    fn tick(self: &Rc<Self>) {
+        if self.ended.get() {
+            return;
+        }
+        let now = Date::now().as_millis() as f64;
+        // A little slack so a timer firing early still counts.
+        let due = |last: f64, every: Duration| now - last >= every.as_millis() as f64 - 50.0;
+        if due(self.last_heartbeat.get(), self.config.heartbeat) {
+            self.last_heartbeat.set(now);
+            write_bytes(&self.writer, &sse::heartbeat_frame((now / 1000.0) as u64));
+        }
+        if due(self.last_recheck.get(), self.config.key_recheck) && !self.rechecking.replace(true) {
+            self.last_recheck.set(now);
+            let client = Rc::clone(self);
+            wasm_bindgen_futures::spawn_local(async move {
+                let valid = match auth::lookup(&client.env, &client.kv_key).await {
+                    Ok(Some(record)) => auth::usable(&record),
+                    Ok(None) => false,
+                    // KV trouble is not the client's fault: keep serving.
+                    Err(_) => true,
+                };
+                client.rechecking.set(false);
+                if !valid {
+                    client.end(End::KeyRevoked);
+                }
+            });
+        }
+    }
+
+    /// Ends the client's stream once: closes the sockets, ends the response,
+    /// and releases the callbacks.
+    fn end(&self, end: End) {
+        if self.ended.replace(true) {
+            return;
+        }
+        if let Some(id) = self.interval.borrow_mut().take() {
+            timers::clear_interval(&id);
+        }
         let reason = match end {
             End::ObjectClosed => "stream closed",
             End::KeyRevoked => "API key no longer valid",
             End::ClientGone => "client gone",
             End::SlowClient => "client too slow",
         };
-        for socket in sockets {
+        for socket in &self.sockets {
+            let raw: &web_sys::WebSocket = socket.as_ref();
+            raw.set_onmessage(None);
+            raw.set_onclose(None);
+            raw.set_onerror(None);
             let _ = socket.close(Some(1000), Some(reason));
         }
+        self.signal.set_onabort(None);
         match end {
             End::ObjectClosed | End::KeyRevoked => {
                 let _ = self.writer.close();
@@ -331,25 +384,41 @@ impl Pump {
                 let _ = self.writer.abort();
             }
         }
+        // This may run inside one of the handlers: drop them only after it
+        // returned. Dropping them also breaks the Rc cycle.
+        let handlers = std::mem::take(&mut *self.handlers.borrow_mut());
+        wasm_bindgen_futures::spawn_local(async move { drop(handlers) });
     }
 }
 
-fn delay(every: Duration) -> futures_util::future::Fuse<Delay> {
-    Delay::from(every).fuse()
-}
+/// `setInterval`/`clearInterval` of the global scope (web-sys's bindings
+/// expect a `Window` or `WorkerGlobalScope`, which workerd's global is not).
+mod timers {
+    use std::time::Duration;
 
-/// Resolves when the request's abort signal fires (needs the
-/// `enable_request_signal` compatibility flag; without it a gone client is
-/// only noticed when a write fails).
-fn aborted(signal: &AbortSignal) -> JsFuture {
-    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
-        if signal.aborted() {
-            let _ = resolve.call0(&JsValue::NULL);
-        } else {
-            signal.set_onabort(Some(&resolve));
+    use js_sys::{Function, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+
+    fn global_fn(name: &str) -> Result<Function, JsValue> {
+        Reflect::get(&js_sys::global(), &name.into())?.dyn_into::<Function>()
+    }
+
+    pub(super) fn set_interval(
+        callback: &super::Handler,
+        every: Duration,
+    ) -> Result<JsValue, JsValue> {
+        global_fn("setInterval")?.call2(
+            &JsValue::UNDEFINED,
+            callback.as_ref(),
+            &JsValue::from(every.as_millis() as f64),
+        )
+    }
+
+    pub(super) fn clear_interval(id: &JsValue) {
+        if let Ok(clear) = global_fn("clearInterval") {
+            let _ = clear.call1(&JsValue::UNDEFINED, id);
         }
-    });
-    JsFuture::from(promise)
+    }
 }
 
 /// How many chunks wait in the client's pipe.

@@ -80,10 +80,17 @@ async function startEdge() {
           DIRECTORY: { className: "Directory", useSQLite: true },
         },
         bindings: { INGEST_SECRET: secret, ADMIN_TOKEN: admin, HEARTBEAT_SECS: "15" },
+        // Clients talk to the Worker's own socket, not through Miniflare's
+        // entry worker, which would add a proxy hop (and its memory) per
+        // request that the real edge does not have.
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
       },
     ],
   });
-  const url = (await mf.ready).toString().replace(/\/$/, "");
+  await mf.ready;
+  const url = process.env.BENCH_VIA_ENTRY
+    ? (await mf.ready).toString().replace(/\/$/, "")
+    : (await mf.unsafeGetDirectURL("gamefeed")).toString().replace(/\/$/, "");
   const created = await fetch(`${url}/admin/keys`, {
     method: "POST",
     headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
@@ -120,7 +127,7 @@ function connect(edge, agent, onRound) {
     const started = performance.now();
     let settled = false;
     let buffer = "";
-    const req = http.get(`${edge.url}/sse/${GAME}?api_key=${edge.key}`, { agent }, (res) => {
+    const req = http.get(`${edge.url}/sse/${GAME}?api_key=${edge.key}${process.env.BENCH_QUERY || ""}`, { agent }, (res) => {
       if (res.statusCode !== 200) {
         settled = true;
         res.resume();

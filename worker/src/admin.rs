@@ -244,6 +244,7 @@ pub(crate) async fn revoke_key(env: Env, id: &str) -> ApiResult<Response> {
     kv.put(&kv_key, serde_json::to_string(&record)?)?
         .execute()
         .await?;
+    crate::auth::forget(&kv_key);
     worker::console_log!("admin: revoked API key {id}");
     json_response(200, to_json(&record)?)
 }

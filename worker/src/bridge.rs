@@ -21,7 +21,7 @@ use shared::cursor::{self, Cursor, StreamName};
 use shared::sse;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{AbortSignal, WritableStreamDefaultWriter};
+use web_sys::AbortSignal;
 use worker::{Date, EncodeBody, Env, Headers, Request, RequestInit, Response, WebSocket};
 
 use crate::auth::{self, Admitted};
@@ -144,9 +144,8 @@ async fn open(
         return Err(err.into());
     }
 
-    let pipe = web_sys::TransformStream::new().map_err(worker::Error::from)?;
-    let writer = pipe.writable().get_writer().map_err(worker::Error::from)?;
-    write_bytes(&writer, &sse::retry_frame(config.retry_ms));
+    let (body, out, stream_handlers, on_cancel) = response_body()?;
+    enqueue_bytes(&out, &sse::retry_frame(config.retry_ms));
     let cursor = multiplexed.then(|| {
         members
             .iter()
@@ -156,7 +155,7 @@ async fn open(
     let client = Rc::new(Client {
         names: members.into_iter().map(|(s, _)| s).collect(),
         sockets,
-        writer,
+        out,
         signal: req.inner().signal(),
         config,
         env: env.clone(),
@@ -167,8 +166,9 @@ async fn open(
         last_heartbeat: Cell::new(0.0),
         last_recheck: Cell::new(0.0),
         rechecking: Cell::new(false),
-        handlers: RefCell::new(Vec::new()),
+        handlers: RefCell::new(stream_handlers),
     });
+    let _ = on_cancel.set(Rc::downgrade(&client));
     client.start()?;
 
     let headers = sse_headers()?;
@@ -180,7 +180,7 @@ async fn open(
         .with_headers(headers)
         // Never compressed: compression would hold frames back (DESIGN §3.2).
         .with_encode_body(EncodeBody::Manual)
-        .stream(pipe.readable()))
+        .stream(body))
 }
 
 fn sse_headers() -> worker::Result<Headers> {
@@ -208,7 +208,43 @@ enum End {
 
 type Handler = Closure<dyn FnMut(JsValue)>;
 
-/// One client's bridge: its sockets to the objects, its response writer,
+/// The client's response body: a `ReadableStream` fed by `enqueue`, with
+/// no writable side and no promise per chunk (a `TransformStream` costs a
+/// write promise and a transform step for every chunk). Its `cancel` ends the
+/// client once the `Client` exists.
+#[allow(clippy::type_complexity)]
+fn response_body() -> worker::Result<(
+    web_sys::ReadableStream,
+    web_sys::ReadableStreamDefaultController,
+    Vec<Handler>,
+    Rc<std::cell::OnceCell<std::rc::Weak<Client>>>,
+)> {
+    let controller: Rc<RefCell<Option<web_sys::ReadableStreamDefaultController>>> = Rc::default();
+    let slot = Rc::clone(&controller);
+    let start = Handler::new(move |c: JsValue| {
+        *slot.borrow_mut() = Some(c.unchecked_into());
+    });
+    let client: Rc<std::cell::OnceCell<std::rc::Weak<Client>>> = Rc::default();
+    let target = Rc::clone(&client);
+    let cancel = Handler::new(move |_| {
+        if let Some(client) = target.get().and_then(std::rc::Weak::upgrade) {
+            client.end(End::ClientGone);
+        }
+    });
+    let source = js_sys::Object::new();
+    js_sys::Reflect::set(&source, &"start".into(), start.as_ref())?;
+    js_sys::Reflect::set(&source, &"cancel".into(), cancel.as_ref())?;
+    let body = web_sys::ReadableStream::new_with_underlying_source(&source)
+        .map_err(worker::Error::from)?;
+    // `start` ran synchronously inside the constructor.
+    let out = controller
+        .borrow_mut()
+        .take()
+        .ok_or_else(|| worker::Error::RustError("stream controller missing".into()))?;
+    Ok((body, out, vec![start, cancel], client))
+}
+
+/// One client's bridge: its sockets to the objects, its response body,
 /// and the JS callbacks that move bytes between them.
 ///
 /// Driven by callbacks rather than a polled task: a round reaches the client
@@ -218,7 +254,7 @@ type Handler = Closure<dyn FnMut(JsValue)>;
 struct Client {
     names: Vec<StreamName>,
     sockets: Vec<WebSocket>,
-    writer: WritableStreamDefaultWriter,
+    out: web_sys::ReadableStreamDefaultController,
     signal: AbortSignal,
     config: StreamConfig,
     env: Env,
@@ -263,8 +299,6 @@ impl Client {
         let on_gone = Handler::new(move |_| client.end(End::ClientGone));
         self.signal
             .set_onabort(Some(on_gone.as_ref().unchecked_ref()));
-        // `closed` settles when the client's side of the pipe goes away.
-        let _ = self.writer.closed().then2(&on_gone, &on_gone);
         handlers.push(on_gone);
 
         let client = Rc::clone(self);
@@ -275,7 +309,7 @@ impl Client {
         let now = Date::now().as_millis() as f64;
         self.last_heartbeat.set(now);
         self.last_recheck.set(now);
-        *self.handlers.borrow_mut() = handlers;
+        self.handlers.borrow_mut().extend(handlers);
         if self.signal.aborted() {
             self.end(End::ClientGone);
         }
@@ -292,10 +326,10 @@ impl Client {
             // Single stream: the object's bytes go out untouched, as the same
             // ArrayBuffer, never copied into wasm memory.
             None => {
-                if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
-                    write_chunk(&self.writer, &Uint8Array::new(buffer));
-                } else if let Some(text) = data.as_string() {
-                    write_bytes(&self.writer, text.as_bytes());
+                if let Some(text) = data.as_string() {
+                    enqueue_bytes(&self.out, text.as_bytes());
+                } else {
+                    enqueue(&self.out, &Uint8Array::new(data));
                 }
             }
             Some(cursor) => {
@@ -314,11 +348,11 @@ impl Client {
                     }
                     cursor::format(cursor)
                 });
-                write_bytes(&self.writer, rewritten.as_bytes());
+                enqueue_bytes(&self.out, rewritten.as_bytes());
             }
         }
         drop(cursor);
-        if queued(&self.writer) > f64::from(self.config.max_queued_chunks) {
+        if queued(&self.out) > f64::from(self.config.max_queued_chunks) {
             self.end(End::SlowClient);
         }
     }
@@ -333,7 +367,7 @@ impl Client {
         let due = |last: f64, every: Duration| now - last >= every.as_millis() as f64 - 50.0;
         if due(self.last_heartbeat.get(), self.config.heartbeat) {
             self.last_heartbeat.set(now);
-            write_bytes(&self.writer, &sse::heartbeat_frame((now / 1000.0) as u64));
+            enqueue_bytes(&self.out, &sse::heartbeat_frame((now / 1000.0) as u64));
         }
         if due(self.last_recheck.get(), self.config.key_recheck) && !self.rechecking.replace(true) {
             self.last_recheck.set(now);
@@ -378,11 +412,10 @@ impl Client {
         self.signal.set_onabort(None);
         match end {
             End::ObjectClosed | End::KeyRevoked => {
-                let _ = self.writer.close();
+                let _ = self.out.close();
             }
-            End::ClientGone | End::SlowClient => {
-                let _ = self.writer.abort();
-            }
+            End::ClientGone => {}
+            End::SlowClient => self.out.error_with_e(&JsValue::from_str("client too slow")),
         }
         // This may run inside one of the handlers: drop them only after it
         // returned. Dropping them also breaks the Rc cycle.
@@ -421,22 +454,18 @@ mod timers {
     }
 }
 
-/// How many chunks wait in the client's pipe.
-fn queued(writer: &WritableStreamDefaultWriter) -> f64 {
-    // desiredSize = highWaterMark − queued; null once the stream is closed.
-    writer
-        .desired_size()
-        .ok()
-        .flatten()
-        .map_or(0.0, |size| 1.0 - size)
+/// How many chunks wait in the client's body.
+fn queued(out: &web_sys::ReadableStreamDefaultController) -> f64 {
+    // desiredSize = highWaterMark (1 chunk) − queued; null once errored.
+    out.desired_size().map_or(0.0, |size| 1.0 - size)
 }
 
-fn write_chunk(writer: &WritableStreamDefaultWriter, chunk: &Uint8Array) {
-    // The promise is not awaited: back-pressure is handled by `queued`, and a
-    // failed write surfaces through `writer.closed()`.
-    let _ = writer.write_with_chunk(chunk);
+/// Queues a chunk; fails only once the stream was closed or errored, which
+/// the `Client` already knows about.
+fn enqueue(out: &web_sys::ReadableStreamDefaultController, chunk: &Uint8Array) {
+    let _ = out.enqueue_with_chunk(chunk);
 }
 
-fn write_bytes(writer: &WritableStreamDefaultWriter, bytes: &[u8]) {
-    write_chunk(writer, &Uint8Array::from(bytes));
+fn enqueue_bytes(out: &web_sys::ReadableStreamDefaultController, bytes: &[u8]) {
+    enqueue(out, &Uint8Array::from(bytes));
 }

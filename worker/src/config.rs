@@ -27,11 +27,13 @@ pub(crate) struct StreamConfig {
     pub(crate) max_queued_chunks: u32,
     /// How often an open stream re-reads its API key (revocation, expiry).
     pub(crate) key_recheck: Duration,
+    /// How long an isolate trusts a key record it read from KV.
+    pub(crate) key_cache: Duration,
 }
 
 impl StreamConfig {
-    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT`, `MAX_QUEUED_CHUNKS` and
-    /// `KEY_RECHECK_SECS`,
+    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT`, `MAX_QUEUED_CHUNKS`,
+    /// `KEY_RECHECK_SECS` and `KEY_CACHE_SECS`,
     /// falling back to the defaults for anything missing or unreadable.
     pub(crate) fn from_env(env: &Env) -> Self {
         let num = |name: &str, default: u64| -> u64 {
@@ -46,7 +48,8 @@ impl StreamConfig {
             retry_ms: num("RETRY_MS", 3000),
             history_limit: u32::try_from(num("HISTORY_LIMIT", 1000)).unwrap_or(1000),
             max_queued_chunks: u32::try_from(num("MAX_QUEUED_CHUNKS", 1024)).unwrap_or(1024),
-            key_recheck: Duration::from_secs(num("KEY_RECHECK_SECS", 30)),
+            key_recheck: Duration::from_secs(num("KEY_RECHECK_SECS", 20)),
+            key_cache: Duration::from_secs(num("KEY_CACHE_SECS", 10)),
         }
     }
 }

@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$GAMEFEED_ROOT"
-bash scripts/build-worker.sh >/dev/null
+bash scripts/build-worker.sh >/dev/null 2>&1 || bash scripts/build-worker.sh
 # One socket per client in each of node and workerd: raise the soft limit.
 ulimit -n "$(ulimit -Hn)"
 exec node bench/edge.mjs

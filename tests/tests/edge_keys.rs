@@ -230,7 +230,9 @@ async fn origins_and_cors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_and_expiry_end_open_streams() {
-    let edge = Edge::start(&[("KEY_RECHECK_SECS", "1"), ("KEY_CACHE_SECS", "1")]).await.unwrap();
+    let edge = Edge::start(&[("KEY_RECHECK_SECS", "1"), ("KEY_CACHE_SECS", "1")])
+        .await
+        .unwrap();
     let (key, id) = edge.create_key(json!({"name": "to revoke"})).await.unwrap();
     let mut revoked = edge
         .sse(&format!("/sse/crash?api_key={key}"))

@@ -32,10 +32,16 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// An HTTP client. reqwest is built without a default TLS crypto provider
-/// (ring comes with async-nats), so one is installed first.
+/// (ring comes with async-nats), so one is installed first. No idle
+/// connection is kept: wrangler's proxy closes idle ones after 5 s, and a
+/// request racing that close fails with "connection closed before message
+/// completed".
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -167,7 +167,14 @@ pub(crate) async fn admit(req: &Request, env: &Env, streams: &[StreamName]) -> A
             StreamName::Game(slug) if record.allows_game(slug, None) => true,
             // Only a key scoped by type needs to know the game's type.
             StreamName::Game(slug) if record.types.is_some() => {
+                let known = |games: &Option<Vec<directory::GameEntry>>| {
+                    games.iter().flatten().any(|g| &g.slug == slug)
+                };
                 if types_of_games.is_none() {
+                    types_of_games = Some(directory::games_for_admission(env).await?);
+                }
+                // A game newer than the isolate's copy: ask the directory itself.
+                if !known(&types_of_games) {
                     types_of_games = Some(directory::games(env).await?);
                 }
                 let game_type = types_of_games

@@ -119,6 +119,33 @@ pub(crate) async fn games(env: &Env) -> Result<Vec<GameEntry>> {
     response.json().await
 }
 
+thread_local! {
+    // Plain data, so sharing it across requests is allowed.
+    static TYPES: std::cell::RefCell<Option<(f64, Vec<GameEntry>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// How long an isolate reuses the directory for admission checks. A game's
+/// type almost never changes; without this, every connect of a type-scoped
+/// key would call the one directory object.
+const TYPES_TTL_MS: f64 = 10_000.0;
+
+/// The games, as recently as `TYPES_TTL_MS` ago, for telling a game's type.
+pub(crate) async fn games_for_admission(env: &Env) -> Result<Vec<GameEntry>> {
+    let now = worker::Date::now().as_millis() as f64;
+    let cached = TYPES.with(|t| {
+        t.borrow()
+            .as_ref()
+            .filter(|(at, _)| now - at < TYPES_TTL_MS)
+            .map(|(_, games)| games.clone())
+    });
+    if let Some(games) = cached {
+        return Ok(games);
+    }
+    let fresh = games(env).await?;
+    TYPES.with(|t| *t.borrow_mut() = Some((now, fresh.clone())));
+    Ok(fresh)
+}
+
 /// Records what a stored batch taught about games.
 pub(crate) async fn upsert(env: &Env, entries: &[GameEntry]) -> Result<()> {
     let stub = env

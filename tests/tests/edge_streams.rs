@@ -291,3 +291,32 @@ async fn type_streams_and_multiplexed_streams() {
         assert!(body.contains(needle), "{query}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_one_socket_message_is_replayed_whole() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    // 40 rounds of ~60 KB: a 2.4 MB backlog, over the 1 MiB a WebSocket
+    // message between the object and the Worker may carry.
+    let pad = "p".repeat(60_000);
+    let rounds: Vec<_> = (1..=41)
+        .map(|id| {
+            let mut r = round(id, "big", "multiplier");
+            r.extras = format!("{{\"pad\": \"{pad}\"}}");
+            r
+        })
+        .collect();
+    for chunk in rounds.chunks(8) {
+        edge.store(events(New, chunk)).await.unwrap();
+    }
+    let mut client = edge
+        .sse_with(
+            &format!("/sse/big?api_key={key}"),
+            &[("last-event-id", "1")],
+        )
+        .await
+        .unwrap();
+    client.read_frames(41, TIMEOUT).await.unwrap();
+    let expected: String = rounds[1..].iter().map(|r| frame("message", r)).collect();
+    assert_eq!(client.frames().concat(), format!("{RETRY}{expected}"));
+}

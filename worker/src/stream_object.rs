@@ -162,7 +162,7 @@ impl StreamObject {
         let pair = WebSocketPair::new()?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
-        let mut out = Vec::new();
+        let mut out = Outbox::default();
         let anchor = match resume {
             Some(id) => self
                 .sql_rows(
@@ -203,8 +203,8 @@ impl StreamObject {
                 }
             }
         }
-        if !out.is_empty() {
-            pair.server.send_with_bytes(&out)?;
+        for message in out.messages() {
+            pair.server.send_with_bytes(message)?;
         }
         Response::from_websocket(pair.client)
     }
@@ -246,7 +246,7 @@ impl StreamObject {
     fn store(&self, events: &[RoundEvent]) -> Result<IngestReply> {
         let sql = self.state.storage().sql();
         let mut reply = IngestReply::default();
-        let mut out = Vec::new();
+        let mut out = Outbox::default();
         for event in events {
             let round = &event.round;
             let json = serde_json::to_string(round)
@@ -296,8 +296,8 @@ impl StreamObject {
             "DELETE FROM rounds WHERE seq <= (SELECT MAX(seq) FROM rounds) - ?",
             vec![i64::from(limit).into()],
         )?;
-        if !out.is_empty() {
-            self.broadcast(&out);
+        for message in out.messages() {
+            self.broadcast(message);
         }
         Ok(reply)
     }
@@ -311,6 +311,30 @@ impl StreamObject {
                 worker::console_warn!("send to a subscriber failed: {err:?}");
             }
         }
+    }
+}
+
+/// Largest message the object puts on a socket. Cloudflare caps a WebSocket
+/// message at 1 MiB; a resume backlog of big rounds can be larger, so frames
+/// are packed into messages of at most this size (a frame is never split).
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Frames packed into socket messages.
+#[derive(Default)]
+struct Outbox {
+    messages: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    fn extend(&mut self, frame: Vec<u8>) {
+        match self.messages.last_mut() {
+            Some(last) if last.len() + frame.len() <= MAX_MESSAGE_BYTES => last.extend(frame),
+            _ => self.messages.push(frame),
+        }
+    }
+
+    fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        self.messages.iter().map(Vec::as_slice)
     }
 }
 
@@ -328,4 +352,28 @@ fn frame(event: &str, row: &StoredRound) -> Result<Vec<u8>> {
 
 fn to_err(err: sse::FrameError) -> worker::Error {
     worker::Error::RustError(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_packed_without_splitting_and_within_the_bound() {
+        let mut out = Outbox::default();
+        let small = vec![b'a'; 1000];
+        let big = vec![b'b'; MAX_MESSAGE_BYTES + 10];
+        for _ in 0..300 {
+            out.extend(small.clone());
+        }
+        out.extend(big.clone());
+        out.extend(small.clone());
+        let messages: Vec<&[u8]> = out.messages().collect();
+        // 300 × 1000 bytes fill one message of 262 frames and start a second.
+        assert_eq!(messages[0].len(), 262 * 1000);
+        assert_eq!(messages[1].len(), 38 * 1000);
+        assert_eq!(messages[2], &big[..], "an oversized frame travels alone");
+        assert_eq!(messages[3], &small[..]);
+        assert_eq!(messages.len(), 4);
+    }
 }

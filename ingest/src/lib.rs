@@ -5,84 +5,120 @@
 //! - [`config`]: the one `Config`, from flags and environment.
 //! - [`debezium`]: decoding change events into round events (pure, no I/O).
 //! - [`edge`]: the signed HTTP client of `POST /internal/rounds`.
-//! - [`run`]: the delivery loop: a durable pull consumer, batches bounded by
-//!   count and linger time, and an explicit end for every message.
+//! - [`lanes`]: per-game delivery lanes: batching, retries, acks, dead letters.
+//! - [`metrics`] and [`ops`]: Prometheus metrics and `/healthz`, `/readyz`,
+//!   `/metrics` on their own address.
+//! - [`decode_cmd`]: `ingest decode`, the connector-output checker.
+//! - [`run`]: connects, checks the stream, creates the durable consumer, and
+//!   dispatches every message to its end.
 //!
 //! Invariant: a message is acknowledged only after the edge answered 2xx for
-//! the batch that carried it; it is nak'd (redelivered later) on any doubt, and
-//! terminated only when it can never succeed.
+//! the batch that carried it (or when it carries nothing to deliver); it is
+//! nak'd for redelivery on any doubt, and terminated (after a copy to the
+//! dead-letter subject) only when it can never succeed.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod debezium;
+pub mod decode_cmd;
 pub mod edge;
+pub mod lanes;
+pub mod metrics;
+pub mod ops;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, AckKind, Message, consumer::pull, stream};
+use async_nats::jetstream::{
+    self, AckKind, Message, consumer::PullConsumer, consumer::pull, stream,
+};
 use futures::StreamExt;
-use shared::{IngestBatch, RoundEvent};
-use tracing::{debug, error, info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::{Checked, Config};
 use crate::debezium::{Decoded, GameInfo};
-use crate::edge::{EdgeClient, EdgeError};
+use crate::edge::EdgeClient;
+use crate::lanes::{Ctx, Item, Lanes, end};
+use crate::metrics::Metrics;
+use crate::ops::OpsState;
 
-/// Redelivery delay of a message whose batch could not be delivered.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Redelivery delay of a round whose game is not known yet.
 const UNKNOWN_GAME_DELAY: Duration = Duration::from_secs(2);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
-/// Runs until `shutdown` resolves or a fatal error occurs.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    config
-        .validate()
-        .map_err(anyhow::Error::msg)
-        .context("invalid configuration")?;
-    // reqwest is built without a default crypto provider; ring is already in
-    // the tree through async-nats.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let edge = EdgeClient::new(
-        &config.edge_url,
-        &config.ingest_secret,
-        Duration::from_millis(config.edge_timeout_ms),
-    )?;
-
-    let client = async_nats::ConnectOptions::new()
+async fn connect(config: &Config, ops: Arc<OpsState>) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("ingest")
         .retry_on_initial_connect()
-        .connect(config.nats_url.as_str())
+        .event_callback(move |event| {
+            let ops = Arc::clone(&ops);
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        ops.nats_connected.store(true, Ordering::Relaxed);
+                        info!("connected to NATS");
+                    }
+                    async_nats::Event::Disconnected => {
+                        ops.nats_connected.store(false, Ordering::Relaxed);
+                        warn!("disconnected from NATS: reconnecting");
+                    }
+                    other => debug!(event = %other, "NATS event"),
+                }
+            }
+        });
+    if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &config.nats_token {
+        options = options.token(token.clone());
+    }
+    if let Some(creds) = &config.nats_creds {
+        options = options
+            .credentials_file(creds)
+            .await
+            .context("NATS_CREDS")?;
+    }
+    if config.nats_tls {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &config.nats_tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&config.nats_tls_cert, &config.nats_tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let urls: Vec<&str> = config.nats_url.split(',').map(str::trim).collect();
+    options
+        .connect(urls.as_slice())
         .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
-    let js = jetstream::new(client.clone());
-    let subjects = vec![
-        format!("{}.public.rounds", config.prefix),
-        format!("{}.public.games", config.prefix),
-    ];
+        .with_context(|| format!("connecting to NATS at {}", config.nats_url))
+}
+
+async fn consumer(
+    js: &jetstream::Context,
+    config: &Config,
+    checked: &Checked,
+) -> anyhow::Result<PullConsumer> {
     let stream = if config.create_stream {
         js.get_or_create_stream(stream::Config {
             name: config.stream.clone(),
@@ -93,149 +129,272 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .await
         .with_context(|| format!("creating stream {}", config.stream))?
     } else {
-        js.get_stream(&config.stream).await.with_context(|| {
+        let mut stream = js.get_stream(&config.stream).await.with_context(|| {
             format!(
-                "JetStream stream {:?} not found: create it or pass --create-stream",
-                config.stream
+                "JetStream stream {:?} (NATS_STREAM) not found: create it with subjects {}.> or pass --create-stream",
+                config.stream, config.prefix
             )
-        })?
+        })?;
+        let info = stream.info().await?;
+        for subject in &checked.subjects {
+            let covered = info
+                .config
+                .subjects
+                .iter()
+                .any(|s| subject_matches(s, subject));
+            anyhow::ensure!(
+                covered,
+                "stream {:?} does not capture subject {subject:?} (its subjects: {:?}); add it or fix SUBJECTS",
+                config.stream,
+                info.config.subjects
+            );
+        }
+        stream
     };
-    let consumer: jetstream::consumer::PullConsumer = stream
+    stream
         .get_or_create_consumer(
             &config.durable,
             pull::Config {
                 durable_name: Some(config.durable.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                // Long enough for a slow POST plus retries inside one batch.
-                ack_wait: Duration::from_secs(30),
-                // Bounds memory: at most this many unacknowledged messages.
-                max_ack_pending: 10_000,
-                filter_subjects: subjects,
+                ack_wait: Duration::from_secs(config.ack_wait_secs),
+                max_ack_pending: config.max_ack_pending,
+                filter_subjects: checked.subjects.clone(),
                 ..Default::default()
             },
         )
         .await
-        .with_context(|| format!("creating durable consumer {}", config.durable))?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(config.batch_max)
-        .heartbeat(Duration::from_secs(5))
-        .messages()
-        .await
-        .context("starting to pull messages")?;
-    info!(stream = %config.stream, durable = %config.durable, edge = %config.edge_url, "ingest running");
+        .with_context(|| {
+            format!(
+                "creating durable consumer {} (DURABLE_NAME)",
+                config.durable
+            )
+        })
+}
 
-    let mut games: HashMap<i64, GameInfo> = HashMap::new();
-    tokio::pin!(shutdown);
+/// Whether NATS subject pattern `pattern` (with `*` and `>`) matches `subject`.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
     loop {
-        let first = tokio::select! {
-            _ = &mut shutdown => break,
-            next = messages.next() => next,
-        };
-        let first = match first {
-            Some(Ok(message)) => message,
-            Some(Err(err)) => {
-                // Not fatal (a missed heartbeat, a reconnect in progress);
-                // pause briefly so a persistent error cannot spin the loop.
-                warn!(error = %err, "pull error (retrying)");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Runs until `shutdown` resolves or a fatal error occurs.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let checked = config
+        .check()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
+    // reqwest is built without a default crypto provider; ring is already in
+    // the tree through async-nats.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Arc::new(Metrics::new());
+    let ops = Arc::new(OpsState {
+        metrics: Arc::clone(&metrics),
+        nats_connected: AtomicBool::new(false),
+        edge_reachable: AtomicBool::new(false),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut ops_stop = stop_rx.clone();
+    let ops_task = tokio::spawn(ops::serve(
+        config.metrics_addr,
+        Arc::clone(&ops),
+        async move {
+            let _ = ops_stop.wait_for(|stop| *stop).await;
+        },
+    ));
+
+    let edge = EdgeClient::new(
+        &checked.edge_url,
+        &checked.secret,
+        Duration::from_millis(config.edge_timeout_ms),
+    )?;
+    let client = connect(&config, Arc::clone(&ops)).await?;
+    ops.nats_connected.store(true, Ordering::Relaxed);
+    let js = jetstream::new(client.clone());
+    let consumer = consumer(&js, &config, &checked).await?;
+
+    // Background probes: the edge's health and the consumer's lag.
+    let probes = {
+        let edge = edge.clone();
+        let ops = Arc::clone(&ops);
+        let mut consumer = consumer.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+                ops.edge_reachable
+                    .store(edge.healthy().await, Ordering::Relaxed);
+                if let Ok(info) = consumer.info().await {
+                    ops.metrics
+                        .consumer_pending
+                        .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+                    ops.metrics
+                        .consumer_ack_pending
+                        .set(i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX));
+                }
             }
-            None => anyhow::bail!("JetStream message stream ended"),
+        })
+    };
+
+    let ctx = Arc::new(Ctx {
+        edge,
+        metrics: Arc::clone(&metrics),
+        js: js.clone(),
+        dead_letter_prefix: config.dead_letter_prefix.clone(),
+        batch_max: config.batch_max,
+        batch_max_bytes: config.batch_max_bytes,
+        linger: config.linger(),
+        retry_min: Duration::from_millis(config.retry_min_ms),
+        retry_max: Duration::from_millis(config.retry_max_ms),
+        stopping: stop_rx.clone(),
+    });
+    let mut dispatcher = Dispatcher {
+        lanes: Lanes::new(Arc::clone(&ctx)),
+        games: HashMap::new(),
+        ctx,
+        prefix: config.prefix.clone(),
+    };
+    info!(stream = %config.stream, durable = %config.durable, edge = %checked.edge_url, subjects = ?checked.subjects, "ingest running");
+
+    tokio::pin!(shutdown);
+    'outer: loop {
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(config.batch_max)
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(err) => {
+                warn!(error = %err, "cannot pull from the consumer: retrying");
+                tokio::select! {
+                    _ = &mut shutdown => break 'outer,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'outer,
+                }
+            }
         };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + config.linger();
-        while batch.len() < config.batch_max {
-            match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(err))) => warn!(error = %err, "pull error (retrying)"),
-                Ok(None) | Err(_) => break,
+        loop {
+            let next = tokio::select! {
+                _ = &mut shutdown => break 'outer,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => dispatcher.dispatch(message).await,
+                Some(Err(err)) => {
+                    // Not fatal (a missed heartbeat, a reconnect in progress);
+                    // pause briefly so a persistent error cannot spin.
+                    warn!(error = %err, "pull error: continuing");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => {
+                    warn!("pull stream ended: starting a new one");
+                    continue 'outer;
+                }
             }
         }
-        process(&edge, &config.prefix, &mut games, batch).await;
     }
-    info!("shutting down: draining NATS connection");
+
+    info!("stopping: finishing in-flight batches");
+    let _ = stop_tx.send(true);
+    dispatcher.lanes.close().await;
+    let _ = probes.await;
     client.drain().await.context("draining NATS")?;
+    let _ = ops_task.await;
+    info!("stopped");
     Ok(())
 }
 
-/// Decodes, delivers and ends every message of one batch.
-async fn process(
-    edge: &EdgeClient,
-    prefix: &str,
-    games: &mut HashMap<i64, GameInfo>,
-    batch: Vec<Message>,
-) {
-    let mut pending: Vec<(Message, RoundEvent)> = Vec::new();
-    for message in batch {
-        match debezium::decode(message.subject.as_str(), &message.payload, prefix) {
+/// Turns each message into its end: a lane, an ack, a nak or a dead letter.
+struct Dispatcher {
+    lanes: Lanes,
+    /// Games registry from the `games` table's change events.
+    games: HashMap<i64, GameInfo>,
+    ctx: Arc<Ctx>,
+    prefix: String,
+}
+
+impl Dispatcher {
+    async fn dispatch(&mut self, message: Message) {
+        let metrics = &self.ctx.metrics;
+        metrics.received.inc();
+        match debezium::decode(message.subject.as_str(), &message.payload, &self.prefix) {
             Ok(Decoded::Round { kind, row }) => {
-                let round_id = row.round.round_id;
-                let game_id = row.round.game_id;
-                match debezium::enrich(kind, row, |id| games.get(&id).cloned()) {
-                    Some(event) => pending.push((message, event)),
+                let (round_id, game_id) = (row.round.round_id, row.round.game_id);
+                match debezium::enrich(kind, row, |id| self.games.get(&id).cloned()) {
+                    Some(event) => {
+                        let game = event.round.game_slug.clone();
+                        self.lanes.push(&game, Item::new(message, event));
+                    }
                     None => {
                         info!(
                             round_id,
                             game_id, "round of a game not known yet: redelivering later"
                         );
+                        metrics.nak("unknown_game");
                         end(&message, AckKind::Nak(Some(UNKNOWN_GAME_DELAY))).await;
                     }
                 }
             }
             Ok(Decoded::Game(info)) => {
-                debug!(game_id = info.id, slug = %info.slug, "game registered");
-                games.insert(info.id, info);
+                debug!(game_id = info.id, slug = %info.slug, game_type = %info.game_type, "game registered");
+                self.games.insert(info.id, info);
+                metrics.acked.inc();
                 end(&message, AckKind::Ack).await;
             }
             Ok(Decoded::Skip(reason)) => {
                 debug!(subject = %message.subject, reason, "no event");
+                metrics.skip(reason);
+                metrics.acked.inc();
                 end(&message, AckKind::Ack).await;
             }
             Err(err) => {
-                error!(subject = %message.subject, error = %err, "terminating undecodable message");
+                lanes::copy_to_dead_letter(
+                    &self.ctx.js,
+                    &self.ctx.dead_letter_prefix,
+                    &message,
+                    &err.to_string(),
+                )
+                .await;
+                metrics.term("undecodable");
                 end(&message, AckKind::Term).await;
             }
         }
     }
-    if pending.is_empty() {
-        return;
-    }
-    let events = IngestBatch {
-        events: pending.iter().map(|(_, e)| e.clone()).collect(),
-    };
-    let outcome = match edge.post(&events).await {
-        Ok(reply) => {
-            debug!(
-                events = events.events.len(),
-                stored = reply.stored,
-                duplicates = reply.duplicates,
-                "batch delivered"
-            );
-            AckKind::Ack
-        }
-        Err(EdgeError::Rejected(why)) => {
-            error!(events = events.events.len(), reason = %why, "edge rejected batch: terminating its messages");
-            AckKind::Term
-        }
-        Err(err @ EdgeError::Unauthorized) => {
-            error!(error = %err, "delivery refused: will retry, nothing dropped");
-            AckKind::Nak(Some(RETRY_DELAY * 5))
-        }
-        Err(err) => {
-            warn!(error = %err, "delivery failed: will retry");
-            AckKind::Nak(Some(RETRY_DELAY))
-        }
-    };
-    for (message, _) in &pending {
-        end(message, outcome).await;
-    }
 }
 
-async fn end(message: &Message, kind: AckKind) {
-    if let Err(err) = message.ack_with(kind).await {
-        // Without the ack the message is redelivered after ack_wait; the edge
-        // is idempotent, so this costs time, not correctness.
-        warn!(error = %err, ?kind, "could not end message");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_patterns() {
+        assert!(subject_matches("dbserver1.>", "dbserver1.public.rounds"));
+        assert!(subject_matches(
+            "dbserver1.*.rounds",
+            "dbserver1.public.rounds"
+        ));
+        assert!(subject_matches(
+            "dbserver1.public.rounds",
+            "dbserver1.public.rounds"
+        ));
+        assert!(!subject_matches("dbserver1.*", "dbserver1.public.rounds"));
+        assert!(!subject_matches("other.>", "dbserver1.public.rounds"));
+        assert!(!subject_matches(
+            "dbserver1.public.rounds.x",
+            "dbserver1.public.rounds"
+        ));
     }
 }

@@ -209,6 +209,7 @@ pub fn start_ingest(
             .env("DEBEZIUM_PREFIX", PREFIX)
             .env("EDGE_URL", edge_url)
             .env("INGEST_SECRET", secret)
+            .env("METRICS_ADDR", format!("127.0.0.1:{}", crate::free_port()?))
             .env("RUST_LOG", "info,ingest=debug"),
         log,
     )

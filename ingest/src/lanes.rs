@@ -1,0 +1,295 @@
+//! Delivery lanes: one per game, so each game's events reach the edge in
+//! commit order while games proceed in parallel.
+//!
+//! A lane batches its queue (bounded by count, bytes and linger time), posts
+//! the batch, and ends every message of it on purpose: ack after the edge's
+//! 2xx; on a transient failure it keeps the batch, tells JetStream it is still
+//! working on it (`Progress`) and retries with backoff, so a later event of
+//! the game can never overtake an earlier one; a batch the edge rejects (400)
+//! is retried event by event and only the offending event is dead-lettered
+//! and terminated; a 413 halves the batch. While stopping, a failed batch is
+//! nak'd instead of retried, so a restart redelivers it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, Message};
+use shared::{IngestBatch, RoundEvent};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::edge::{EdgeClient, EdgeError};
+use crate::metrics::Metrics;
+
+/// What every lane shares.
+pub struct Ctx {
+    /// The edge.
+    pub edge: EdgeClient,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// For dead letters.
+    pub js: jetstream::Context,
+    /// `<prefix>.<subject>` receives dead letters.
+    pub dead_letter_prefix: String,
+    /// Most events per POST.
+    pub batch_max: usize,
+    /// Most bytes of round JSON per POST.
+    pub batch_max_bytes: usize,
+    /// Wait for more events once one arrived.
+    pub linger: Duration,
+    /// First retry delay.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Flips to `true` when ingest is stopping.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// A message and the event it carries.
+pub struct Item {
+    /// The JetStream message, ended by the lane.
+    pub message: Message,
+    /// The round event.
+    pub event: RoundEvent,
+    /// Approximate JSON size of the event.
+    pub size: usize,
+}
+
+impl Item {
+    /// Wraps a message and its event.
+    pub fn new(message: Message, event: RoundEvent) -> Self {
+        let round = &event.round;
+        let size = 160
+            + round.extras.len()
+            + round.finished_at.len()
+            + round.game_slug.len()
+            + round.game_type.len();
+        Self {
+            message,
+            event,
+            size,
+        }
+    }
+}
+
+/// The lanes, by game slug.
+pub struct Lanes {
+    ctx: Arc<Ctx>,
+    lanes: HashMap<String, (mpsc::UnboundedSender<Item>, JoinHandle<()>)>,
+}
+
+impl Lanes {
+    /// No lanes yet.
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        Self {
+            ctx,
+            lanes: HashMap::new(),
+        }
+    }
+
+    /// Queues `item` on the lane of `game`. Unbounded per lane, bounded in
+    /// total by the consumer's `max_ack_pending`.
+    pub fn push(&mut self, game: &str, item: Item) {
+        let (sender, _) = self.lanes.entry(game.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(lane(Arc::clone(&self.ctx), rx));
+            (tx, task)
+        });
+        if let Err(mpsc::error::SendError(item)) = sender.send(item) {
+            // The lane ended (it only does when its sender is dropped); let
+            // JetStream redeliver rather than lose the message.
+            let message = item.message;
+            let metrics = Arc::clone(&self.ctx.metrics);
+            tokio::spawn(async move {
+                metrics.nak("lane_closed");
+                end(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            });
+        }
+    }
+
+    /// Lets every lane finish what it holds (one attempt each while
+    /// stopping), then returns.
+    pub async fn close(self) {
+        let tasks: Vec<JoinHandle<()>> = self.lanes.into_values().map(|(_, task)| task).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Item>) {
+    let mut carry: Option<Item> = None;
+    loop {
+        let first = match carry.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        let mut bytes = first.size;
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + ctx.linger;
+        while batch.len() < ctx.batch_max {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(item)) if bytes + item.size > ctx.batch_max_bytes => {
+                    carry = Some(item);
+                    break;
+                }
+                Ok(Some(item)) => {
+                    bytes += item.size;
+                    batch.push(item);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        deliver(&ctx, batch).await;
+    }
+}
+
+type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Delivers `batch` until it is acked, dead-lettered, or (while stopping)
+/// nak'd.
+fn deliver(ctx: &Ctx, mut batch: Vec<Item>) -> Delivery<'_> {
+    Box::pin(async move {
+        let mut delay = ctx.retry_min;
+        loop {
+            let events = IngestBatch {
+                events: batch.iter().map(|i| i.event.clone()).collect(),
+            };
+            let posted = ctx.edge.post(&events).await;
+            ctx.metrics.edge(&posted.status);
+            ctx.metrics
+                .post_seconds
+                .observe(posted.elapsed.as_secs_f64());
+            ctx.metrics.batch_events.observe(batch.len() as f64);
+            match posted.result {
+                Ok(reply) => {
+                    debug!(
+                        events = batch.len(),
+                        stored = reply.stored,
+                        duplicates = reply.duplicates,
+                        ms = posted.elapsed.as_millis() as u64,
+                        "batch delivered"
+                    );
+                    for item in &batch {
+                        end(&item.message, AckKind::Ack).await;
+                    }
+                    ctx.metrics.acked.inc_by(batch.len() as u64);
+                    return;
+                }
+                Err(EdgeError::Rejected(_)) | Err(EdgeError::TooLarge) if batch.len() > 1 => {
+                    warn!(
+                        events = batch.len(),
+                        "edge refused a batch: delivering it in smaller parts"
+                    );
+                    let second = batch.split_off(batch.len() / 2);
+                    deliver(ctx, batch).await;
+                    deliver(ctx, second).await;
+                    return;
+                }
+                Err(EdgeError::Rejected(why)) => {
+                    let reason = format!("rejected by the edge: {why}");
+                    dead_letter(ctx, &batch[0], "rejected", &reason).await;
+                    return;
+                }
+                Err(EdgeError::TooLarge) => {
+                    dead_letter(ctx, &batch[0], "too_large", "too large for the edge (413)").await;
+                    return;
+                }
+                Err(err) => {
+                    if *ctx.stopping.borrow() {
+                        info!(events = batch.len(), error = %err, "stopping: leaving the batch to redelivery");
+                        for item in &batch {
+                            ctx.metrics.nak("shutdown");
+                            end(&item.message, AckKind::Nak(Some(ctx.retry_min))).await;
+                        }
+                        return;
+                    }
+                    match err {
+                        EdgeError::Unauthorized => error!(
+                            events = batch.len(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "edge refused our signature: INGEST_SECRET differs from the Worker's; holding the batch, nothing is dropped"
+                        ),
+                        _ => warn!(
+                            events = batch.len(),
+                            error = %err,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "delivery failed: retrying"
+                        ),
+                    }
+                    // Still ours: JetStream must not redeliver it meanwhile.
+                    for item in &batch {
+                        end(&item.message, AckKind::Progress).await;
+                    }
+                    let mut stopping = ctx.stopping.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stopping.wait_for(|stop| *stop) => {}
+                    }
+                    delay = (delay * 2).min(ctx.retry_max);
+                }
+            }
+        }
+    })
+}
+
+/// Copies `item`'s message to the dead-letter subject with the reason in a
+/// header, then terminates it.
+async fn dead_letter(ctx: &Ctx, item: &Item, label: &str, reason: &str) {
+    copy_to_dead_letter(&ctx.js, &ctx.dead_letter_prefix, &item.message, reason).await;
+    ctx.metrics.term(label);
+    end(&item.message, AckKind::Term).await;
+}
+
+/// Publishes a copy of `message` on `<prefix>.<subject>` with headers
+/// `Gamefeed-Dead-Reason` and `Gamefeed-Original-Subject`.
+pub async fn copy_to_dead_letter(
+    js: &jetstream::Context,
+    prefix: &str,
+    message: &Message,
+    reason: &str,
+) {
+    let subject = format!("{prefix}.{}", message.subject);
+    let mut headers = message.headers.clone().unwrap_or_default();
+    // Header values are single-line and bounded.
+    let clean: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(500)
+        .collect();
+    headers.insert("Gamefeed-Dead-Reason", clean.as_str());
+    headers.insert("Gamefeed-Original-Subject", message.subject.as_str());
+    let stored = match js
+        .publish_with_headers(subject.clone(), headers, message.payload.clone())
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match stored {
+        Ok(()) => {
+            error!(subject = %message.subject, dead_letter = %subject, reason = %clean, "message dead-lettered")
+        }
+        Err(e) => error!(
+            subject = %message.subject,
+            reason = %clean,
+            error = %e,
+            "dead letter not stored: create a JetStream stream on {prefix}.> to keep them"
+        ),
+    }
+}
+
+/// Ends a message; a failed ack only means redelivery later, which the edge
+/// absorbs (it is idempotent by round id).
+pub async fn end(message: &Message, kind: AckKind) {
+    if let Err(err) = message.ack_with(kind).await {
+        warn!(error = %err, ?kind, "could not end message");
+    }
+}

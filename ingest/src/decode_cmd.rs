@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::debezium::{self, Decoded, GameInfo};
 
@@ -25,31 +25,36 @@ pub fn run(input: impl BufRead, mut output: impl Write, prefix: &str) -> std::io
             None => (default_subject.as_str(), line.as_str()),
         };
         let n = index + 1;
-        let answer: Value = match debezium::decode(subject, payload.as_bytes(), prefix) {
+        let line: String = match debezium::decode(subject, payload.as_bytes(), prefix) {
             Ok(Decoded::Round { kind, row }) => {
                 let game_id = row.round.game_id;
                 match debezium::enrich(kind, row, |id| games.get(&id).cloned()) {
-                    Some(event) => json!({ "line": n, "event": event }),
-                    None => {
-                        json!({ "line": n, "wait": format!("game {game_id} not known yet: ingest would redeliver it later") })
-                    }
+                    // Rendered by hand so the round keeps its contract field order.
+                    Some(event) => match serde_json::to_string(&event) {
+                        Ok(text) => format!("{{\"line\":{n},\"event\":{text}}}"),
+                        Err(e) => json!({ "line": n, "error": e.to_string() }).to_string(),
+                    },
+                    None => json!({ "line": n, "wait": format!("game {game_id} not known yet: ingest would redeliver it later") })
+                        .to_string(),
                 }
             }
             Ok(Decoded::Game(info)) => {
-                let answer = json!({ "line": n, "game": { "id": info.id, "slug": info.slug, "type": info.game_type } });
+                let line = json!({ "line": n, "game": { "id": info.id, "slug": info.slug, "type": info.game_type } });
                 games.insert(info.id, info);
-                answer
+                line.to_string()
             }
-            Ok(Decoded::Skip(reason)) => json!({ "line": n, "skip": reason }),
-            Err(err) => json!({ "line": n, "error": err.to_string() }),
+            Ok(Decoded::Skip(reason)) => json!({ "line": n, "skip": reason }).to_string(),
+            Err(err) => json!({ "line": n, "error": err.to_string() }).to_string(),
         };
-        writeln!(output, "{answer}")?;
+        writeln!(output, "{line}")?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
@@ -66,6 +71,7 @@ mod tests {
         );
         let mut out = Vec::new();
         run(input.as_bytes(), &mut out, "dbserver1").unwrap();
+        let out_copy = out.clone();
         let lines: Vec<Value> = String::from_utf8(out)
             .unwrap()
             .lines()
@@ -74,6 +80,12 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["event"]["kind"], "new");
         assert_eq!(lines[0]["event"]["round"]["round_id"], 3);
+        assert!(
+            String::from_utf8_lossy(&out_copy).starts_with(
+                r#"{"line":1,"event":{"kind":"new","round":{"round_id":3,"game_id":7,"#
+            ),
+            "the round keeps its field order"
+        );
         assert_eq!(lines[1], json!({"line": 2, "skip": "heartbeat"}));
         assert!(lines[2]["error"].as_str().unwrap().contains("not JSON"));
         assert_eq!(lines[3]["game"]["slug"], "crash-classic");

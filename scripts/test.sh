@@ -16,7 +16,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (wasm32: shared and the Worker)"
 cargo clippy -p shared -p feed-worker --target wasm32-unknown-unknown --locked -- -D warnings
 
-step "unit tests"
+step "unit tests, and ingest against a real nats-server and a stand-in edge"
 cargo test --workspace --exclude devstack --locked
 cargo test -p devstack --lib --locked
 

@@ -77,6 +77,16 @@ impl Proc {
         text
     }
 
+    /// Kills the whole group at once (SIGKILL), as a crash would, and reaps
+    /// the leader.
+    pub fn kill(&mut self) {
+        if let Ok(raw) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(raw), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+        self.stopped = true;
+    }
+
     /// Sends SIGTERM to the group and waits for the leader; SIGKILL after 10 s.
     /// Returns the leader's exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {

@@ -10,7 +10,7 @@
 //! and terminated; a 413 halves the batch. While stopping, a failed batch is
 //! nak'd instead of retried, so a restart redelivers it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,6 +47,8 @@ pub struct Ctx {
     pub retry_max: Duration,
     /// Flips to `true` when ingest is stopping.
     pub stopping: watch::Receiver<bool>,
+    /// The consumer's ack wait: held messages get `Progress` well within it.
+    pub ack_wait: Duration,
 }
 
 /// A message and the event it carries.
@@ -121,33 +123,62 @@ impl Lanes {
     }
 }
 
-async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Item>) {
-    let mut carry: Option<Item> = None;
-    loop {
-        let first = match carry.take() {
-            Some(item) => item,
-            None => match rx.recv().await {
-                Some(item) => item,
-                None => return,
-            },
-        };
+/// A lane's waiting items: the channel, and what was taken out of it early
+/// (to keep it alive during a retry, or because it did not fit a batch).
+struct Inbox {
+    rx: mpsc::UnboundedReceiver<Item>,
+    queue: VecDeque<Item>,
+}
+
+impl Inbox {
+    async fn next(&mut self) -> Option<Item> {
+        match self.queue.pop_front() {
+            Some(item) => Some(item),
+            None => self.rx.recv().await,
+        }
+    }
+
+    async fn next_until(&mut self, deadline: tokio::time::Instant) -> Option<Item> {
+        match self.queue.pop_front() {
+            Some(item) => Some(item),
+            None => tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .ok()
+                .flatten(),
+        }
+    }
+
+    /// Moves everything already sent to the lane into `queue`.
+    fn absorb(&mut self) {
+        while let Ok(item) = self.rx.try_recv() {
+            self.queue.push_back(item);
+        }
+    }
+}
+
+async fn lane(ctx: Arc<Ctx>, rx: mpsc::UnboundedReceiver<Item>) {
+    let mut inbox = Inbox {
+        rx,
+        queue: VecDeque::new(),
+    };
+    while let Some(first) = inbox.next().await {
         let mut bytes = first.size;
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + ctx.linger;
         while batch.len() < ctx.batch_max {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(item)) if bytes + item.size > ctx.batch_max_bytes => {
-                    carry = Some(item);
+            match inbox.next_until(deadline).await {
+                Some(item) if bytes + item.size > ctx.batch_max_bytes => {
+                    inbox.queue.push_front(item);
                     break;
                 }
-                Ok(Some(item)) => {
+                Some(item) => {
                     bytes += item.size;
                     batch.push(item);
                 }
-                Ok(None) | Err(_) => break,
+                None => break,
             }
         }
-        deliver(&ctx, batch).await;
+        deliver(&ctx, batch, &mut inbox).await;
     }
 }
 
@@ -155,7 +186,7 @@ type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Delivers `batch` until it is acked, dead-lettered, or (while stopping)
 /// nak'd.
-fn deliver(ctx: &Ctx, mut batch: Vec<Item>) -> Delivery<'_> {
+fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Delivery<'a> {
     Box::pin(async move {
         let mut delay = ctx.retry_min;
         loop {
@@ -189,8 +220,8 @@ fn deliver(ctx: &Ctx, mut batch: Vec<Item>) -> Delivery<'_> {
                         "edge refused a batch: delivering it in smaller parts"
                     );
                     let second = batch.split_off(batch.len() / 2);
-                    deliver(ctx, batch).await;
-                    deliver(ctx, second).await;
+                    deliver(ctx, batch, inbox).await;
+                    deliver(ctx, second, inbox).await;
                     return;
                 }
                 Err(EdgeError::Rejected(why)) => {
@@ -224,14 +255,25 @@ fn deliver(ctx: &Ctx, mut batch: Vec<Item>) -> Delivery<'_> {
                             "delivery failed: retrying"
                         ),
                     }
-                    // Still ours: JetStream must not redeliver it meanwhile.
-                    for item in &batch {
-                        end(&item.message, AckKind::Progress).await;
-                    }
+                    // Still ours, and so are the rounds queued behind it:
+                    // JetStream must redeliver none of them meanwhile (that
+                    // would duplicate them in memory, and let them overtake).
+                    let until = tokio::time::Instant::now() + delay;
                     let mut stopping = ctx.stopping.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stopping.wait_for(|stop| *stop) => {}
+                    loop {
+                        inbox.absorb();
+                        for item in batch.iter().chain(inbox.queue.iter()) {
+                            end(&item.message, AckKind::Progress).await;
+                        }
+                        let now = tokio::time::Instant::now();
+                        if now >= until || *stopping.borrow() {
+                            break;
+                        }
+                        let slice = (ctx.ack_wait / 3).min(until - now);
+                        tokio::select! {
+                            _ = tokio::time::sleep(slice) => {}
+                            _ = stopping.wait_for(|stop| *stop) => break,
+                        }
                     }
                     delay = (delay * 2).min(ctx.retry_max);
                 }

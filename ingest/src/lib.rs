@@ -260,6 +260,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         retry_min: Duration::from_millis(config.retry_min_ms),
         retry_max: Duration::from_millis(config.retry_max_ms),
         stopping: stop_rx.clone(),
+        ack_wait: Duration::from_secs(config.ack_wait_secs),
     });
     let mut dispatcher = Dispatcher {
         lanes: Lanes::new(Arc::clone(&ctx)),

@@ -192,3 +192,46 @@ async fn shutdown_leaves_unfinished_work_to_redelivery_and_loses_nothing() {
     .unwrap();
     again.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_ack_wait_duplicates_nothing() {
+    let s = setup().await;
+    s.edge.state.lock().unwrap().down = true;
+    let mut cfg = config(&s.nats.url, &s.edge.url);
+    cfg.ack_wait_secs = 1;
+    cfg.batch_max = 4;
+    let ingest = start(cfg);
+    for id in 1..=20 {
+        publish(&s.js, "dbserver1.public.rounds", insert(id, "crash")).await;
+    }
+    // Several ack waits pass while the edge refuses everything.
+    wait_for("many refused attempts", TIMEOUT, || async {
+        (s.edge.state.lock().unwrap().attempts >= 12).then_some(())
+    })
+    .await
+    .unwrap();
+    let (_, ack_pending, floor) = consumer_state(&s.js).await.unwrap();
+    assert_eq!(
+        (ack_pending, floor),
+        (20, 0),
+        "all held by ingest, none acknowledged"
+    );
+    s.edge.state.lock().unwrap().down = false;
+    wait_for("all stored", TIMEOUT, || async {
+        (stored_ids(&s.edge, "crash").len() >= 20).then_some(())
+    })
+    .await
+    .unwrap();
+    wait_for("all acknowledged", TIMEOUT, || async {
+        (consumer_state(&s.js).await == Some((0, 0, 20))).then_some(())
+    })
+    .await
+    .unwrap();
+    let expected: Vec<i64> = (1..=20).collect();
+    assert_eq!(
+        stored_ids(&s.edge, "crash"),
+        expected,
+        "each round once, in order"
+    );
+    ingest.shutdown().await.unwrap();
+}

@@ -80,6 +80,12 @@ pub struct Config {
     #[arg(long, env = "ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
 
+    /// JetStream key-value bucket where ingest keeps the games registry (id →
+    /// slug and type), so a restart does not forget games whose change events
+    /// were acknowledged long ago.
+    #[arg(long, env = "GAMES_BUCKET", default_value = "ingest_games")]
+    pub games_bucket: String,
+
     /// Subject prefix of dead letters: a message that can never be delivered
     /// is copied to `<prefix>.<its subject>` with the reason in a header.
     #[arg(long, env = "DEAD_LETTER_PREFIX", default_value = "ingest.deadletter")]
@@ -189,6 +195,14 @@ impl Config {
             {
                 return Err(format!("{name}: {} is not a readable file", path.display()));
             }
+        }
+        if self.games_bucket.is_empty()
+            || !self
+                .games_bucket
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err("GAMES_BUCKET must be letters, digits, '-' or '_'".into());
         }
         if self.dead_letter_prefix.is_empty() || self.dead_letter_prefix.contains(['*', '>', ' ']) {
             return Err("DEAD_LETTER_PREFIX must be a plain subject prefix".into());

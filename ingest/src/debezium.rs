@@ -338,6 +338,16 @@ mod tests {
     }
 
     #[test]
+    fn a_delete_with_placeholder_defaults_is_never_routed() {
+        // REPLICA IDENTITY DEFAULT: `before` holds the key and placeholders.
+        let delete = r#"{"before":{"id":2,"game_id":0,"game_slug":"","game_type":"","finished_at":"1970-01-01T00:00:00Z","extras":null},"after":null,"source":{"ts_ms":1},"op":"d"}"#;
+        assert_eq!(
+            decode(SUBJECT, delete.as_bytes(), "dbserver1"),
+            Ok(Decoded::Skip("delete"))
+        );
+    }
+
+    #[test]
     fn bad_inputs_are_errors_not_panics() {
         let insert = String::from_utf8(fixture("rounds-insert.json")).unwrap();
         let cases = [

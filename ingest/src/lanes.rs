@@ -193,7 +193,21 @@ fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Deli
             let events = IngestBatch {
                 events: batch.iter().map(|i| i.event.clone()).collect(),
             };
-            let posted = ctx.edge.post(&events).await;
+            // A slow POST must not let JetStream redeliver what this lane
+            // holds: Progress at a third of the ack wait while it runs.
+            let post = ctx.edge.post(&events);
+            tokio::pin!(post);
+            let posted = loop {
+                tokio::select! {
+                    posted = &mut post => break posted,
+                    _ = tokio::time::sleep(ctx.ack_wait / 3) => {
+                        inbox.absorb();
+                        for item in batch.iter().chain(inbox.queue.iter()) {
+                            end(&item.message, AckKind::Progress).await;
+                        }
+                    }
+                }
+            };
             ctx.metrics.edge(&posted.status);
             ctx.metrics
                 .post_seconds

@@ -221,6 +221,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     ops.nats_connected.store(true, Ordering::Relaxed);
     let js = jetstream::new(client.clone());
     let consumer = consumer(&js, &config, &checked).await?;
+    let (registry, games) = games_registry(&js, &config.games_bucket).await?;
+    info!(games = games.len(), bucket = %config.games_bucket, "games registry loaded");
 
     // Background probes: the edge's health and the consumer's lag.
     let probes = {
@@ -264,7 +266,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     });
     let mut dispatcher = Dispatcher {
         lanes: Lanes::new(Arc::clone(&ctx)),
-        games: HashMap::new(),
+        games,
+        registry,
         ctx,
         prefix: config.prefix.clone(),
     };
@@ -318,11 +321,59 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     Ok(())
 }
 
+/// The games registry, from the `games` table's change events, kept in a
+/// JetStream key-value bucket (key = game id, value = `{"slug","type"}`) and
+/// loaded at start.
+async fn games_registry(
+    js: &jetstream::Context,
+    bucket: &str,
+) -> anyhow::Result<(jetstream::kv::Store, HashMap<i64, GameInfo>)> {
+    let store = match js.get_key_value(bucket).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(jetstream::kv::Config {
+                bucket: bucket.to_string(),
+                history: 1,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating key-value bucket {bucket} (GAMES_BUCKET)"))?,
+    };
+    let mut games = HashMap::new();
+    let mut keys = store
+        .keys()
+        .await
+        .with_context(|| format!("listing {bucket}"))?;
+    while let Some(key) = keys.next().await {
+        let key = key.with_context(|| format!("listing {bucket}"))?;
+        let (Ok(id), Some(value)) = (key.parse::<i64>(), store.get(&key).await?) else {
+            continue;
+        };
+        let Ok(entry) = serde_json::from_slice::<serde_json::Value>(&value) else {
+            continue;
+        };
+        if let (Some(slug), Some(game_type)) = (entry["slug"].as_str(), entry["type"].as_str()) {
+            games.insert(
+                id,
+                GameInfo {
+                    id,
+                    slug: slug.to_string(),
+                    game_type: game_type.to_string(),
+                },
+            );
+        }
+    }
+    Ok((store, games))
+}
+
 /// Turns each message into its end: a lane, an ack, a nak or a dead letter.
 struct Dispatcher {
     lanes: Lanes,
     /// Games registry from the `games` table's change events.
     games: HashMap<i64, GameInfo>,
+    /// Where the registry is kept across restarts.
+    registry: jetstream::kv::Store,
     ctx: Arc<Ctx>,
     prefix: String,
 }
@@ -350,6 +401,15 @@ impl Dispatcher {
                 }
             }
             Ok(Decoded::Game(info)) => {
+                let value =
+                    serde_json::json!({ "slug": info.slug, "type": info.game_type }).to_string();
+                // Kept before the ack: a restart must still know the game.
+                if let Err(err) = self.registry.put(info.id.to_string(), value.into()).await {
+                    warn!(game_id = info.id, error = %err, "could not keep the game in the registry: redelivering later");
+                    metrics.nak("registry");
+                    end(&message, AckKind::Nak(Some(UNKNOWN_GAME_DELAY))).await;
+                    return;
+                }
                 debug!(game_id = info.id, slug = %info.slug, game_type = %info.game_type, "game registered");
                 self.games.insert(info.id, info);
                 metrics.acked.inc();

@@ -161,6 +161,20 @@ async fn a_round_waits_for_its_game() {
         "crash"
     );
     ingest.shutdown().await.unwrap();
+
+    // A restart remembers the game (kept in a JetStream key-value bucket),
+    // though its change event was acknowledged long ago.
+    let again = start(config(&s.nats.url, &s.edge.url));
+    let bare8 = String::from_utf8(insert(8, "crash-classic"))
+        .unwrap()
+        .replace(r#""game_slug":"crash-classic","game_type":"crash","#, "");
+    publish(&s.js, "dbserver1.public.rounds", bare8.into_bytes()).await;
+    wait_for("the next round delivered at once", TIMEOUT, || async {
+        (stored_ids(&s.edge, "crash-classic") == [7, 8]).then_some(())
+    })
+    .await
+    .unwrap();
+    again.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,7 @@ pub fn config(nats_url: &str, edge_url: &str) -> Config {
         durable: "ingest".into(),
         max_ack_pending: 10_000,
         ack_wait_secs: 30,
+        games_bucket: "ingest_games".into(),
         dead_letter_prefix: "ingest.deadletter".into(),
         edge_url: Some(edge_url.into()),
         ingest_secret: Some(SECRET.into()),

@@ -249,3 +249,43 @@ async fn an_outage_longer_than_the_ack_wait_duplicates_nothing() {
     );
     ingest.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_signature_holds_everything_until_it_is_fixed() {
+    let s = setup().await;
+    s.edge.state.lock().unwrap().unauthorized = true;
+    let ingest = start(config(&s.nats.url, &s.edge.url));
+    publish(&s.js, "dbserver1.public.rounds", insert(1, "crash")).await;
+    wait_for("refused attempts", TIMEOUT, || async {
+        (s.edge.state.lock().unwrap().attempts >= 3).then_some(())
+    })
+    .await
+    .unwrap();
+    let (_, ack_pending, floor) = consumer_state(&s.js).await.unwrap();
+    assert_eq!(
+        (ack_pending, floor),
+        (1, 0),
+        "held, neither acknowledged nor dropped"
+    );
+    let dead =
+        s.js.get_stream("DEADLETTER")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages;
+    assert_eq!(
+        dead, 0,
+        "a 401 is a configuration problem, not a dead letter"
+    );
+
+    s.edge.state.lock().unwrap().unauthorized = false;
+    wait_for("delivered once the secret matches", TIMEOUT, || async {
+        (stored_ids(&s.edge, "crash") == [1]).then_some(())
+    })
+    .await
+    .unwrap();
+    ingest.shutdown().await.unwrap();
+}

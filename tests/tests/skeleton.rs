@@ -218,6 +218,11 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
     .await
     .expect("message acknowledged");
 
+    // ingest stops cleanly on SIGTERM (exit 0).
+    let mut stack = stack;
+    let status = stack.ingest.stop().expect("ingest exit status");
+    assert!(status.success(), "ingest exited with {status}");
+
     // Stopping the stack leaves none of its processes behind.
     let groups = [
         stack.ingest.id(),

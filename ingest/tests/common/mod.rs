@@ -39,6 +39,8 @@ pub struct EdgeState {
     pub reject: HashSet<i64>,
     /// Never answer.
     pub hang: bool,
+    /// Answer 401 (as to a wrong signature) to every POST.
+    pub unauthorized: bool,
     /// Wait this long before answering.
     pub delay_ms: u64,
 }
@@ -64,6 +66,12 @@ async fn rounds(
     let batch: IngestBatch = serde_json::from_slice(&body).unwrap();
     let mut s = state.lock().unwrap();
     let attempt = s.attempts;
+    if s.unauthorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":{"code":"invalid_signature","message":"invalid signature"}}"#.into(),
+        );
+    }
     if s.down || s.fail_next > 0 || (s.fail_every > 0 && attempt % s.fail_every == 0) {
         s.fail_next = s.fail_next.saturating_sub(1);
         return (StatusCode::SERVICE_UNAVAILABLE, "{}".into());

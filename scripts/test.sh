@@ -26,6 +26,16 @@ cargo check -p shared --target wasm32-unknown-unknown --locked
 step "Worker build (worker-build, release)"
 bash scripts/build-worker.sh
 
+step "wrangler deploy --dry-run (local, staging, production bundles)"
+dist="$(mktemp -d)"
+for env in "" staging production; do
+  out="$(GAMEFEED_SKIP_BUILD=1 wrangler deploy --dry-run --outdir "$dist/${env:-local}" ${env:+--env "$env"} 2>&1)" || {
+    echo "$out"; echo "wrangler deploy --dry-run failed for env '${env:-local}'"; exit 1; }
+  grep -q -- "--dry-run: exiting now" <<<"$out" || { echo "$out"; exit 1; }
+  echo "env ${env:-local}: $(grep -m1 'Total Upload' <<<"$out")"
+done
+rm -rf "$dist"
+
 step "end-to-end and edge tests (real nats-server, workerd under wrangler dev, ingest)"
 cargo build -p ingest --locked
 cargo test -p devstack --test '*' --locked

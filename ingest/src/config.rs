@@ -335,6 +335,40 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_environment_example_is_a_valid_configuration() {
+        use clap::CommandFactory;
+        let path = format!(
+            "{}/../deploy/ingest/ingest.env.example",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let command = Cli::command();
+        let mut args = vec!["ingest".to_string()];
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (name, value) = line.split_once('=').unwrap();
+            if name == "RUST_LOG" {
+                continue;
+            }
+            // Map each variable to its flag, so the test never touches the
+            // process environment.
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == name))
+                .unwrap_or_else(|| panic!("{name} in {path} is not a setting of ingest"));
+            args.push(format!("--{}", arg.get_long().unwrap()));
+            if !matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+                args.push(value.to_string());
+            }
+        }
+        let config = Cli::try_parse_from(args).unwrap().config;
+        config.check().unwrap();
+    }
+
+    #[test]
     fn debug_hides_secrets() {
         let config = parse(&[
             "--edge-url",

@@ -172,3 +172,26 @@ async fn every_error_is_json_with_the_right_status() {
     let (status, _) = get("/api/games/crash/latest".to_string()).await.unwrap();
     assert_eq!(status, 404, "nothing was stored by refused batches");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_is_served() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let response = edge
+        .http
+        .get(edge.url("/?api_key=sk_test_whatever"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    // The key sits in the page's URL: it must not travel on as a referrer.
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("new EventSource(url)") && html.contains("/api/games"),
+        "{html}"
+    );
+}

@@ -29,6 +29,11 @@ async fn route(req: Request, env: Env, method: &Method, segments: &[&str]) -> Ap
         return preflight(&req, &env).await;
     }
     match segments {
+        [""] | ["demo"] => {
+            allow(method, &[Get, Head])?;
+            demo_page()
+        }
+        ["favicon.ico"] => Ok(Response::builder().with_status(204).empty()),
         ["healthz"] => {
             allow(method, &[Get, Head])?;
             healthz()
@@ -102,6 +107,22 @@ fn allow(method: &Method, allowed: &[Method]) -> ApiResult<()> {
             format!("method {method} not allowed here"),
         ))
     }
+}
+
+/// The demo page: one card per game, live over EventSource with the key
+/// from the page's own URL. Static, so it is compiled in.
+fn demo_page() -> ApiResult<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "text/html; charset=utf-8")?;
+    headers.set("cache-control", "no-cache")?;
+    headers.set(
+        "content-security-policy",
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+    )?;
+    headers.set("referrer-policy", "no-referrer")?;
+    Ok(Response::builder()
+        .with_headers(headers)
+        .fixed(include_str!("demo.html").as_bytes().to_vec()))
 }
 
 fn healthz() -> ApiResult<Response> {

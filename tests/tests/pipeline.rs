@@ -1,0 +1,185 @@
+//! The whole pipeline through every real part: INSERT/UPDATE/DELETE in
+//! PostgreSQL (wal_level=logical) → the real Debezium engine → NATS JetStream
+//! → ingest → the Worker under `wrangler dev` → SSE clients.
+
+// A failed expectation is a failed test: panicking is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use devstack::postgres::{Postgres, start_debezium};
+use devstack::sse::SseClient;
+use devstack::stack::{Stack, StackOptions};
+use devstack::{free_port, http_client};
+use serde_json::Value;
+
+/// The engine starts in seconds, but a first snapshot on a slow machine can
+/// take longer: generous.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The frame's round, and the frame with its commit timestamp normalised.
+fn last_frame(client: &SseClient) -> (String, Value) {
+    let frames = client.frames();
+    let frame = frames.last().unwrap().clone();
+    let data = frame.split("data: ").nth(1).unwrap().trim_end();
+    (frame.clone(), serde_json::from_str(data).unwrap())
+}
+
+fn expected(event: &str, id: i64, extras: &str, timestamp: &Value) -> String {
+    format!(
+        "id: {id}\nevent: {event}\ndata: {{\"round_id\":{id},\"game_id\":7,\"game_slug\":\"crash-classic\",\"game_type\":\"crash\",\"finished_at\":\"2026-11-21T05:01:02.500000Z\",\"extras\":{},\"timestamp\":{timestamp}}}\n\n",
+        serde_json::to_string(extras).unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_committed_in_postgres_reach_sse_clients() {
+    let state = tempfile::tempdir().unwrap();
+    let stack = Stack::up(StackOptions {
+        state_dir: state.path().to_path_buf(),
+        nats_port: free_port().unwrap(),
+        worker_port: free_port().unwrap(),
+        heartbeat_secs: 3600,
+    })
+    .await
+    .unwrap();
+    let pg = Postgres::start(&state.path().join("pg"), free_port().unwrap())
+        .await
+        .unwrap();
+    pg.create_reference_schema().unwrap();
+    pg.sql("games", "INSERT INTO games (id, slug, type, name) VALUES (7, 'crash-classic', 'crash', 'Crash Classic')").unwrap();
+    // A round from before the connector: the snapshot reads it (op "r").
+    pg.sql("games", r#"INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (99, 7, '2026-11-21T05:01:02.5Z', '{"multiplier": 3}')"#).unwrap();
+    let _debezium =
+        start_debezium(&state.path().join("debezium"), pg.port, &stack.nats.url).unwrap();
+
+    // The snapshot row is stored as the latest round (so the connector is
+    // now streaming), without a live message.
+    let http = http_client();
+    let latest = format!(
+        "{}/api/games/crash-classic/latest?api_key={}",
+        stack.edge.worker.url, stack.api_key
+    );
+    devstack::wait_for("the snapshot stored", TIMEOUT, || {
+        let request = http.get(&latest).send();
+        async move {
+            request
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?
+                .contains(r#""round_id":99"#)
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    let url = format!(
+        "{}/sse/crash-classic?api_key={}",
+        stack.edge.worker.url, stack.api_key
+    );
+    let mut live = SseClient::connect(&http, &url).await.unwrap().unwrap();
+    live.read_until("event: initial", TIMEOUT).await.unwrap();
+    let (frame, round) = last_frame(&live);
+    assert_eq!(
+        frame,
+        expected("initial", 99, r#"{"multiplier": 3}"#, &round["timestamp"])
+    );
+
+    // INSERT → `message` with the exact round of DESIGN §3.1.
+    let before_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 - 1000;
+    pg.sql(
+        "games",
+        r#"INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (100, 7, '2026-11-21T05:01:02.5Z', '{"multiplier": 2.5}')"#,
+    )
+    .unwrap();
+    live.read_until("event: message", TIMEOUT).await.unwrap();
+    let (frame, round) = last_frame(&live);
+    assert_eq!(
+        frame,
+        expected(
+            "message",
+            100,
+            r#"{"multiplier": 2.5}"#,
+            &round["timestamp"]
+        )
+    );
+    assert!(
+        round["timestamp"].as_i64().unwrap() >= before_ms,
+        "commit time of the row"
+    );
+
+    // UPDATE of a public field → `update`.
+    pg.sql(
+        "games",
+        r#"UPDATE rounds SET extras = '{"multiplier": 2.5, "settled": true}' WHERE id = 100"#,
+    )
+    .unwrap();
+    live.read_until("event: update", TIMEOUT).await.unwrap();
+    let (frame, round) = last_frame(&live);
+    assert_eq!(
+        frame,
+        expected(
+            "update",
+            100,
+            r#"{"settled": true, "multiplier": 2.5}"#,
+            &round["timestamp"]
+        )
+    );
+
+    // DELETE → nothing: the next frame is the next insert.
+    pg.sql("games", "DELETE FROM rounds WHERE id = 100")
+        .unwrap();
+    pg.sql("games", r#"INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (101, 7, '2026-11-21T05:01:02.5Z', '{"multiplier": 1.07}')"#).unwrap();
+    live.read_until("id: 101", TIMEOUT).await.unwrap();
+    live.read_frames(5, TIMEOUT).await.unwrap();
+    let frames = live.frames();
+    assert_eq!(
+        frames.len(),
+        5,
+        "retry, initial 99, message 100, update 100, message 101: {frames:?}"
+    );
+    let (frame, round) = last_frame(&live);
+    assert_eq!(
+        frame,
+        expected(
+            "message",
+            101,
+            r#"{"multiplier": 1.07}"#,
+            &round["timestamp"]
+        )
+    );
+
+    // A late joiner gets the latest round as `initial`.
+    let mut late = SseClient::connect(&http, &url).await.unwrap().unwrap();
+    late.read_until("event: initial", TIMEOUT).await.unwrap();
+    let (frame, round) = last_frame(&late);
+    assert_eq!(
+        frame,
+        expected(
+            "initial",
+            101,
+            r#"{"multiplier": 1.07}"#,
+            &round["timestamp"]
+        )
+    );
+
+    // A forced disconnect, two commits meanwhile, and a resume: both, in order.
+    drop(live);
+    for id in [102, 103] {
+        pg.sql("games", &format!(r#"INSERT INTO rounds (id, game_id, finished_at, extras) VALUES ({id}, 7, '2026-11-21T05:01:02.5Z', '{{"n": {id}}}')"#)).unwrap();
+    }
+    // Wait until both are stored (the late joiner sees them live).
+    late.read_until("id: 103", TIMEOUT).await.unwrap();
+    let mut resumed = SseClient::connect_with(&http, &url, &[("last-event-id", "101")])
+        .await
+        .unwrap()
+        .unwrap();
+    resumed.read_frames(3, TIMEOUT).await.unwrap();
+    let ids: Vec<String> = resumed.frames()[1..]
+        .iter()
+        .map(|f| f.lines().next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["id: 102", "id: 103"], "no gap, no duplicate");
+}

@@ -106,6 +106,11 @@ def main():
 
     def stop(*_):
         threading.Thread(target=engine.close, daemon=True).start()
+        # If the engine cannot close (its database or NATS already gone),
+        # leave anyway: offsets were committed only after JetStream acks.
+        timer = threading.Timer(5.0, lambda: os._exit(0))
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

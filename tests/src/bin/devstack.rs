@@ -1,15 +1,26 @@
-//! The main-job command (`scripts/dev.sh`): brings up nats-server with
-//! JetStream, the Worker under `wrangler dev` and ingest on loopback, seeds a
-//! test API key, prints where everything is, and publishes a sample Debezium
-//! insert every few seconds until Ctrl-C, which stops everything it started.
+//! The main-job command (`scripts/dev.sh`): brings up, on loopback, a
+//! throwaway PostgreSQL with the reference schema and a few games, the real
+//! Debezium engine, nats-server with JetStream, ingest and the Worker under
+//! `wrangler dev`; creates a test API key through the admin route; prints
+//! where everything is; and INSERTs finished rounds at a steady pace until
+//! Ctrl-C, which stops everything it started.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use devstack::stack::{PREFIX, Stack, StackOptions};
-use devstack::{fixtures, port_in_use, repo_root};
+use devstack::postgres::{Postgres, start_debezium};
+use devstack::stack::{Stack, StackOptions};
+use devstack::{port_in_use, repo_root};
+
+/// The games the generator plays: (id, slug, type, name).
+const GAMES: [(i64, &str, &str, &str); 4] = [
+    (1, "crash", "multiplier", "Crash"),
+    (2, "aviator", "multiplier", "Aviator"),
+    (3, "double", "colour", "Double"),
+    (4, "dice-duel", "dice", "Dice Duel"),
+];
 
 fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
     match std::env::var(name) {
@@ -29,13 +40,48 @@ async fn shutdown_signal() {
     }
 }
 
+fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    u32::from_le_bytes(bytes)
+}
+
+/// A finished round's `extras` for a game type, as the operator would store it.
+fn outcome(game_type: &str) -> String {
+    let r = random_u32();
+    match game_type {
+        "multiplier" => {
+            // Heavy-tailed like a real crash game: most rounds end low.
+            let u = f64::from(r % 10_000) / 10_000.0;
+            let point = (0.99 / (1.0 - u)).clamp(1.0, 1000.0);
+            format!(r#"{{"multiplier": {point:.2}, "players": {}}}"#, r % 50 + 1)
+        }
+        "colour" => {
+            let colour = match r % 15 {
+                0 => "green",
+                n if n % 2 == 0 => "red",
+                _ => "black",
+            };
+            format!(r#"{{"colour": "{colour}", "roll": {}}}"#, r % 15)
+        }
+        _ => format!(
+            r#"{{"roll": [{}, {}], "winner": "p{}"}}"#,
+            r % 6 + 1,
+            (r / 6) % 6 + 1,
+            r % 2 + 1
+        ),
+    }
+}
+
 async fn run() -> anyhow::Result<()> {
     let nats_port = u16::try_from(env_number("GAMEFEED_NATS_PORT", 4222)?)?;
     let worker_port = u16::try_from(env_number("GAMEFEED_WORKER_PORT", 8787)?)?;
-    let every = Duration::from_millis(env_number("GAMEFEED_SAMPLE_EVERY_MS", 2000)?.max(10));
+    let pg_port = u16::try_from(env_number("GAMEFEED_PG_PORT", 55432)?)?;
+    let every = Duration::from_millis(env_number("GAMEFEED_ROUND_EVERY_MS", 1000)?.max(10));
     for (what, port, var) in [
         ("nats-server", nats_port, "GAMEFEED_NATS_PORT"),
         ("the Worker", worker_port, "GAMEFEED_WORKER_PORT"),
+        ("PostgreSQL", pg_port, "GAMEFEED_PG_PORT"),
     ] {
         if port_in_use(port) {
             bail!(
@@ -44,16 +90,15 @@ async fn run() -> anyhow::Result<()> {
         }
     }
     let state = repo_root().join(".local");
-    // Each run starts clean, so the sample rounds (ids from 1) are new rounds.
+    // Each run starts clean: a new database, stream and Worker state.
     if state.exists() {
         std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
     }
     println!(
-        "starting nats-server, the Worker (wrangler dev) and ingest; state and logs under {}",
+        "starting PostgreSQL, the Debezium engine, nats-server, ingest and the Worker; state and logs under {}",
         state.display()
     );
-    // Listen for Ctrl-C from the start: dropping a half-started stack stops
-    // whatever it had started.
+    // Listen for Ctrl-C from the start: dropping what was half started stops it.
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let options = StackOptions {
@@ -62,45 +107,55 @@ async fn run() -> anyhow::Result<()> {
         worker_port,
         heartbeat_secs: 15,
     };
-    let mut stack = tokio::select! {
+    let started = async {
+        let stack = Stack::up(options).await?;
+        let pg = Postgres::start(&state.join("pg"), pg_port).await?;
+        pg.create_reference_schema()?;
+        for (id, slug, game_type, name) in GAMES {
+            pg.sql("games", &format!("INSERT INTO games (id, slug, type, name) VALUES ({id}, '{slug}', '{game_type}', '{name}')"))?;
+        }
+        let debezium = start_debezium(&state.join("debezium"), pg.port, &stack.nats.url)?;
+        anyhow::Ok((stack, pg, debezium))
+    };
+    let (mut stack, mut pg, mut debezium) = tokio::select! {
         _ = &mut shutdown => {
             println!("interrupted while starting; stopped what had started.");
             return Ok(());
         }
-        stack = Stack::up(options) => stack?,
+        started = started => started?,
     };
-    let url = format!(
-        "{}/sse/crash-classic?api_key={}",
-        stack.edge.worker.url, stack.api_key
-    );
+    let worker = stack.edge.worker.url.clone();
+    let key = stack.api_key.clone();
     println!(
-        "\nUp and running:\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  demo page    {worker}/?api_key={key}\n  curl -N '{url}'\n\nPublishing a sample Debezium insert on {PREFIX}.public.rounds every {every:?}. Ctrl-C stops everything.\n",
-        worker = stack.edge.worker.url,
+        "\nUp and running:\n  demo page    {worker}/?api_key={key}\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  PostgreSQL   127.0.0.1:{pg_port} database games   (psql -h 127.0.0.1 -p {pg_port} -U postgres games)\n  Debezium     log {state}/debezium/debezium.log\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  curl -N '{worker}/sse/crash?api_key={key}'\n\nINSERTing a finished round every {every:?} (GAMEFEED_ROUND_EVERY_MS). Ctrl-C stops everything.\n",
         nats = stack.nats.url,
         logs = stack.log_dir.display(),
-        key = stack.api_key,
+        state = state.display(),
         admin = stack.edge.admin_token,
     );
 
     let mut ticker = tokio::time::interval(every);
-    let mut round_id = 0i64;
+    let mut turn = 0usize;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = ticker.tick() => {
-                for proc in [&mut stack.ingest, &mut stack.edge.worker.proc, &mut stack.nats.proc] {
+                for proc in [&mut stack.ingest, &mut stack.edge.worker.proc, &mut stack.nats.proc, &mut pg.proc, &mut debezium] {
                     if let Some(status) = proc.exited() {
                         bail!("{} exited ({status}); its log: {}\n{}", proc.name(), proc.log_path().display(), proc.log_tail(2000));
                     }
                 }
-                round_id += 1;
-                let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
-                stack.publish(&format!("{PREFIX}.public.rounds"), fixtures::debezium_insert(round_id, now_ms)?).await?;
-                println!("published round {round_id}");
+                let (id, slug, game_type, _) = GAMES[turn % GAMES.len()];
+                turn += 1;
+                let extras = outcome(game_type);
+                pg.sql("games", &format!("INSERT INTO rounds (game_id, finished_at, extras) VALUES ({id}, now(), '{extras}')"))?;
+                println!("{slug}: {extras}");
             }
         }
     }
-    println!("\nstopping ingest, the Worker and nats-server…");
+    println!("\nstopping…");
+    drop(debezium);
+    drop(pg);
     drop(stack);
     println!("stopped.");
     Ok(())

@@ -12,11 +12,13 @@
 //!   routes and open streams.
 //! - [`postgres`]: a throwaway PostgreSQL with the reference schema, and the
 //!   real Debezium engine publishing its changes to JetStream.
+//! - [`pipeline`]: all of it wired together, PostgreSQL to the Worker.
 //! - [`fixtures`]: the Debezium events of `tests/fixtures/` and test API keys.
 #![forbid(unsafe_code)]
 
 pub mod edge;
 pub mod fixtures;
+pub mod pipeline;
 pub mod postgres;
 pub mod process;
 pub mod sse;

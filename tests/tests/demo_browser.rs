@@ -1,7 +1,8 @@
 //! The demo page in a real headless Chromium (Debian's, driven by
-//! playwright-core) against the local stack: a round published as a Debezium
-//! insert appears on its game's card, live. The screenshot is kept as a test
-//! artefact in `tests/artifacts/demo.png`.
+//! playwright-core) against the whole local system: a round INSERTed into
+//! PostgreSQL travels through the Debezium engine, NATS, ingest and the
+//! Worker and appears on its game's card, live. The screenshot is kept as a
+//! test artefact in `tests/artifacts/demo.png`.
 
 // A failed expectation is a failed test: panicking is the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -9,71 +10,51 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use devstack::stack::{PREFIX, Stack, StackOptions};
-use devstack::{free_port, repo_root, wait_for};
+use devstack::pipeline::Pipeline;
+use devstack::stack::StackOptions;
+use devstack::{free_port, repo_root};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const TIMEOUT: Duration = Duration::from_secs(90);
+/// The engine's first snapshot on a slow machine can take a while: generous.
+const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A Debezium insert of round `id` of game `slug` (game id `game_id`, type
-/// from the slug's first word), committed now.
-fn insert(id: i64, slug: &str, game_id: i64, extras: &str) -> Vec<u8> {
-    let now = time::OffsetDateTime::now_utc();
-    let ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap();
-    let mut event: Value =
-        serde_json::from_slice(&devstack::fixtures::read("debezium/rounds-insert.json").unwrap())
-            .unwrap();
-    event["after"]["id"] = id.into();
-    event["after"]["game_slug"] = slug.into();
-    event["after"]["game_id"] = game_id.into();
-    event["after"]["game_type"] = slug.split('-').next().unwrap().into();
-    event["after"]["extras"] = extras.into();
-    event["source"]["ts_ms"] = ms.into();
-    serde_json::to_vec(&event).unwrap()
-}
+const SEED: &str = r#"
+INSERT INTO games (id, slug, type, name) VALUES
+    (7, 'crash-classic', 'crash', 'Crash Classic'),
+    (12, 'dice-duel', 'dice', 'Dice Duel');
+INSERT INTO rounds (id, game_id, finished_at, extras) VALUES
+    (1, 7, now(), '{"multiplier": 2.5}'),
+    (2, 12, now(), '{"roll": [3, 5]}');
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_round_appears_on_its_card_in_a_real_browser() {
+async fn a_round_inserted_in_postgres_appears_on_its_card_in_a_real_browser() {
     let state = tempfile::tempdir().unwrap();
-    let stack = Stack::up(StackOptions {
-        state_dir: state.path().to_path_buf(),
-        nats_port: free_port().unwrap(),
-        worker_port: free_port().unwrap(),
-        heartbeat_secs: 15,
-    })
+    let system = Pipeline::up(
+        StackOptions {
+            state_dir: state.path().to_path_buf(),
+            nats_port: free_port().unwrap(),
+            worker_port: free_port().unwrap(),
+            heartbeat_secs: 15,
+        },
+        free_port().unwrap(),
+        SEED,
+    )
     .await
     .unwrap();
-    let subject = format!("{PREFIX}.public.rounds");
-    stack
-        .publish(
-            &subject,
-            insert(1, "crash-classic", 7, r#"{"multiplier": 2.5}"#),
-        )
-        .await
-        .unwrap();
-    stack
-        .publish(&subject, insert(2, "dice-duel", 12, r#"{"roll": [3, 5]}"#))
-        .await
-        .unwrap();
-    let http = devstack::http_client();
-    let games_url = format!(
-        "{}/api/games?api_key={}",
-        stack.edge.worker.url, stack.api_key
-    );
-    wait_for("both games known", TIMEOUT, || {
-        let request = http.get(&games_url).send();
-        async move {
-            let body = request.await.ok()?.text().await.ok()?;
-            (body.contains("crash-classic") && body.contains("dice-duel")).then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    // The engine's snapshot reached the edge: both games have a round.
+    for game in ["crash-classic", "dice-duel"] {
+        system
+            .wait_for_edge(&format!("/api/games/{game}/latest"), "round_id", TIMEOUT)
+            .await
+            .unwrap();
+    }
 
     let artifacts = repo_root().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let page = format!("{}/?api_key={}", stack.edge.worker.url, stack.api_key);
+    let worker = &system.stack.edge.worker.url;
+    let page = format!("{worker}/?api_key={}", system.stack.api_key);
     let mut browser = tokio::process::Command::new(repo_root().join("node_modules/.bin/node"))
         .arg(repo_root().join("tests/browser/demo.mjs"))
         .args([page.as_str(), "crash-classic", "3", "dice-duel"])
@@ -94,12 +75,12 @@ async fn a_new_round_appears_on_its_card_in_a_real_browser() {
     );
 
     // A round committed now reaches the open page, on the right card.
-    stack
-        .publish(
-            &subject,
-            insert(3, "crash-classic", 7, r#"{"multiplier": 11.72}"#),
+    system
+        .pg
+        .sql(
+            "games",
+            r#"INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (3, 7, now(), '{"multiplier": 11.72}')"#,
         )
-        .await
         .unwrap();
     let line = tokio::time::timeout(TIMEOUT, lines.next_line())
         .await

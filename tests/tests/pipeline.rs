@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use devstack::postgres::{Postgres, start_debezium};
+use devstack::pipeline::Pipeline;
 use devstack::sse::SseClient;
-use devstack::stack::{Stack, StackOptions};
+use devstack::stack::StackOptions;
 use devstack::{free_port, http_client};
 use serde_json::Value;
 
@@ -35,46 +35,33 @@ fn expected(event: &str, id: i64, extras: &str, timestamp: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_committed_in_postgres_reach_sse_clients() {
     let state = tempfile::tempdir().unwrap();
-    let stack = Stack::up(StackOptions {
-        state_dir: state.path().to_path_buf(),
-        nats_port: free_port().unwrap(),
-        worker_port: free_port().unwrap(),
-        heartbeat_secs: 3600,
-    })
+    // A round from before the connector: the snapshot reads it (op "r").
+    let system = Pipeline::up(
+        StackOptions {
+            state_dir: state.path().to_path_buf(),
+            nats_port: free_port().unwrap(),
+            worker_port: free_port().unwrap(),
+            heartbeat_secs: 3600,
+        },
+        free_port().unwrap(),
+        r#"INSERT INTO games (id, slug, type, name) VALUES (7, 'crash-classic', 'crash', 'Crash Classic');
+           INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (99, 7, '2026-11-21T05:01:02.5Z', '{"multiplier": 3}');"#,
+    )
     .await
     .unwrap();
-    let pg = Postgres::start(&state.path().join("pg"), free_port().unwrap())
-        .await
-        .unwrap();
-    pg.create_reference_schema().unwrap();
-    pg.sql("games", "INSERT INTO games (id, slug, type, name) VALUES (7, 'crash-classic', 'crash', 'Crash Classic')").unwrap();
-    // A round from before the connector: the snapshot reads it (op "r").
-    pg.sql("games", r#"INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (99, 7, '2026-11-21T05:01:02.5Z', '{"multiplier": 3}')"#).unwrap();
-    let _debezium =
-        start_debezium(&state.path().join("debezium"), pg.port, &stack.nats.url).unwrap();
+    let (stack, pg) = (&system.stack, &system.pg);
 
     // The snapshot row is stored as the latest round (so the connector is
     // now streaming), without a live message.
+    system
+        .wait_for_edge(
+            "/api/games/crash-classic/latest",
+            r#""round_id":99"#,
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
     let http = http_client();
-    let latest = format!(
-        "{}/api/games/crash-classic/latest?api_key={}",
-        stack.edge.worker.url, stack.api_key
-    );
-    devstack::wait_for("the snapshot stored", TIMEOUT, || {
-        let request = http.get(&latest).send();
-        async move {
-            request
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?
-                .contains(r#""round_id":99"#)
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
     let url = format!(
         "{}/sse/crash-classic?api_key={}",
         stack.edge.worker.url, stack.api_key

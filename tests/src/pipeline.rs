@@ -1,0 +1,88 @@
+//! The whole chain, wired together: PostgreSQL → the Debezium engine →
+//! nats-server → ingest → the Worker. What the main-job command runs and what
+//! the end-to-end tests drive.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::postgres::{Postgres, start_debezium};
+use crate::process::Proc;
+use crate::stack::{Stack, StackOptions};
+
+/// Every part of the local system. Fields drop in order: the engine stops
+/// before its database, and both before NATS, ingest and the Worker.
+pub struct Pipeline {
+    /// The Debezium engine adapter.
+    pub debezium: Proc,
+    /// PostgreSQL with the reference schema, database `games`.
+    pub pg: Postgres,
+    /// nats-server, the Worker and ingest.
+    pub stack: Stack,
+}
+
+impl Pipeline {
+    /// Starts NATS, the Worker and ingest, then a new PostgreSQL cluster on
+    /// `pg_port` with the reference schema and `seed_sql` applied, then the
+    /// engine, which snapshots what `seed_sql` wrote and streams from there.
+    pub async fn up(options: StackOptions, pg_port: u16, seed_sql: &str) -> anyhow::Result<Self> {
+        let state = options.state_dir.clone();
+        let stack = Stack::up(options).await?;
+        let pg = Postgres::start(&state.join("pg"), pg_port).await?;
+        pg.create_reference_schema()?;
+        if !seed_sql.is_empty() {
+            pg.sql("games", seed_sql).context("seeding the database")?;
+        }
+        let debezium = start_debezium(&state.join("debezium"), pg.port, &stack.nats.url)?;
+        Ok(Self {
+            debezium,
+            pg,
+            stack,
+        })
+    }
+
+    /// Waits until the Worker answers `GET path` (with the test key) with a
+    /// body containing `needle`: how a test knows a row went all the way.
+    pub async fn wait_for_edge(
+        &self,
+        path: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let http = crate::http_client();
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{}{path}{separator}api_key={}",
+            self.stack.edge.worker.url, self.stack.api_key
+        );
+        crate::wait_for(&format!("{needle} at {path}"), timeout, || {
+            let request = http.get(&url).send();
+            async move {
+                let body = request.await.ok()?.text().await.ok()?;
+                body.contains(needle).then_some(())
+            }
+        })
+        .await
+    }
+
+    /// The first part that has exited, with its log tail.
+    pub fn exited(&mut self) -> Option<String> {
+        for proc in [
+            &mut self.stack.ingest,
+            &mut self.stack.edge.worker.proc,
+            &mut self.stack.nats.proc,
+            &mut self.pg.proc,
+            &mut self.debezium,
+        ] {
+            if let Some(status) = proc.exited() {
+                return Some(format!(
+                    "{} exited ({status}); its log: {}\n{}",
+                    proc.name(),
+                    proc.log_path().display(),
+                    proc.log_tail(2000)
+                ));
+            }
+        }
+        None
+    }
+}

@@ -5,7 +5,7 @@
 //
 //   bash scripts/bench-edge.sh                 # N = 1000, 5000, 10000
 //   BENCH_CLIENTS=1000 BENCH_ROUNDS=50 bash scripts/bench-edge.sh
-import { Miniflare } from "miniflare";
+import { startWorker } from "./miniflare.mjs";
 import http from "node:http";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -57,40 +57,7 @@ function rssKb(pids) {
 async function startEdge() {
   const secret = crypto.randomBytes(16).toString("hex");
   const admin = crypto.randomBytes(16).toString("hex");
-  // Miniflare 5 takes one entry per Worker under `workers`.
-  const mf = new Miniflare({
-    host: "127.0.0.1",
-    port: 0,
-    cf: false,
-    workers: [
-      {
-        name: "gamefeed",
-        modulesRoot: `${root}worker/build`,
-        modules: [
-          { type: "ESModule", path: `${root}worker/build/index.js` },
-          { type: "CompiledWasm", path: `${root}worker/build/index_bg.wasm` },
-        ],
-        // Miniflare 4 ships workerd 2026-07-30; wrangler.toml asks for a
-        // newer date that this binary does not know. Nothing we use changed.
-        compatibilityDate: "2026-08-01",
-        compatibilityFlags: ["enable_request_signal"],
-        kvNamespaces: ["KEYS"],
-        durableObjects: {
-          STREAMS: { className: "StreamObject", useSQLite: true },
-          DIRECTORY: { className: "Directory", useSQLite: true },
-        },
-        bindings: { INGEST_SECRET: secret, ADMIN_TOKEN: admin, HEARTBEAT_SECS: "15" },
-        // Clients talk to the Worker's own socket, not through Miniflare's
-        // entry worker, which would add a proxy hop (and its memory) per
-        // request that the real edge does not have.
-        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      },
-    ],
-  });
-  await mf.ready;
-  const url = process.env.BENCH_VIA_ENTRY
-    ? (await mf.ready).toString().replace(/\/$/, "")
-    : (await mf.unsafeGetDirectURL("gamefeed")).toString().replace(/\/$/, "");
+  const { mf, url } = await startWorker({ INGEST_SECRET: secret, ADMIN_TOKEN: admin, HEARTBEAT_SECS: "15" });
   const created = await fetch(`${url}/admin/keys`, {
     method: "POST",
     headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },

@@ -108,7 +108,9 @@ pub struct Config {
     pub batch_max_bytes: usize,
 
     /// How long to wait for more events of a game once one arrived, in ms.
-    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 2)]
+    /// 0 (the default) posts at once; what arrives while a game's POST is in
+    /// flight forms its next batch, so batches still grow under load.
+    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 0)]
     pub batch_linger_ms: u64,
 
     /// Timeout of one POST to the edge, in ms.

@@ -57,6 +57,59 @@ pub fn frame(event: &str, round: &Round) -> String {
     format!("id: {}\nevent: {event}\ndata: {json}\n\n", round.round_id)
 }
 
+/// The secrets of a state directory, kept in `secrets.json` (mode 0600) so a
+/// second run over the same state reuses them, and with them the API key
+/// already in the Worker's KV.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct Secrets {
+    /// `INGEST_SECRET`.
+    pub ingest_secret: String,
+    /// `ADMIN_TOKEN`.
+    pub admin_token: String,
+    /// The test API key, once created.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+impl Secrets {
+    fn file(dir: &Path) -> std::path::PathBuf {
+        dir.join("secrets.json")
+    }
+
+    /// The secrets saved in `dir`, or new ones, saved.
+    pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
+        let file = Self::file(dir);
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return serde_json::from_str(&text)
+                .with_context(|| format!("{} is damaged: start with --fresh", file.display()));
+        }
+        let secrets = Self {
+            ingest_secret: crate::fixtures::random_secret()?,
+            admin_token: crate::fixtures::random_secret()?,
+            api_key: None,
+        };
+        secrets.save(dir)?;
+        Ok(secrets)
+    }
+
+    /// Writes them to `dir/secrets.json`, readable by the owner only.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(dir)?;
+        let file = Self::file(dir);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("writing {}", file.display()))?;
+        out.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        Ok(())
+    }
+}
+
 impl Edge {
     /// Starts the Worker with `vars` on top of the test secrets, with its
     /// state in a temporary directory and on a free port.
@@ -74,8 +127,8 @@ impl Edge {
         port: Option<u16>,
         vars: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let secret = crate::fixtures::random_secret()?;
-        let admin_token = crate::fixtures::random_secret()?;
+        let saved = Secrets::load_or_create(dir)?;
+        let (secret, admin_token) = (saved.ingest_secret, saved.admin_token);
         let mut all = vec![
             ("INGEST_SECRET", secret.clone()),
             ("ADMIN_TOKEN", admin_token.clone()),
@@ -117,6 +170,17 @@ impl Edge {
             http: http_client(),
             _state: None,
         })
+    }
+
+    /// An already started Worker with these secrets.
+    pub fn with_worker(worker: Worker, secret: String, admin_token: String) -> Self {
+        Self {
+            worker,
+            secret,
+            admin_token,
+            http: http_client(),
+            _state: None,
+        }
     }
 
     /// `http://127.0.0.1:<port><path>`.

@@ -22,16 +22,21 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts NATS, the Worker and ingest, then a new PostgreSQL cluster on
-    /// `pg_port` with the reference schema and `seed_sql` applied, then the
-    /// engine, which snapshots what `seed_sql` wrote and streams from there.
+    /// Starts NATS, the Worker and ingest, then PostgreSQL on `pg_port` (a new
+    /// cluster gets the reference schema and `seed_sql`), then the engine,
+    /// which snapshots what is there on its first start and streams from there.
     pub async fn up(options: StackOptions, pg_port: u16, seed_sql: &str) -> anyhow::Result<Self> {
         let state = options.state_dir.clone();
         let stack = Stack::up(options).await?;
         let pg = Postgres::start(&state.join("pg"), pg_port).await?;
-        pg.create_reference_schema()?;
-        if !seed_sql.is_empty() {
-            pg.sql("games", seed_sql).context("seeding the database")?;
+        // Over an earlier run's state everything resumes where it stopped:
+        // the database, the engine's offsets, the stream and ingest's
+        // consumer, the Worker's storage and KV.
+        if pg.created {
+            pg.create_reference_schema()?;
+            if !seed_sql.is_empty() {
+                pg.sql("games", seed_sql).context("seeding the database")?;
+            }
         }
         let debezium = start_debezium(&state.join("debezium"), pg.port, &stack.nats.url)?;
         Ok(Self {

@@ -35,10 +35,13 @@ pub struct Postgres {
     pub proc: Proc,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Whether this start created the cluster (false: an earlier run's).
+    pub created: bool,
 }
 
 impl Postgres {
-    /// initdb in `dir/pgdata` and start the server on `port`.
+    /// Starts the server on `port` over `dir/pgdata`, running initdb first
+    /// unless an earlier run left a cluster there.
     pub async fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         if nix::unistd::geteuid().is_root() {
@@ -53,14 +56,18 @@ impl Postgres {
             );
         }
         let data = dir.join("pgdata");
-        let out = as_postgres(pg_bin("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .output()
-            .context("initdb (run scripts/setup.sh to install PostgreSQL 15)")?;
-        if !out.status.success() {
-            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        // A cluster left by an earlier run is started again as it is.
+        let created = !data.join("PG_VERSION").exists();
+        if created {
+            let out = as_postgres(pg_bin("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+                .output()
+                .context("initdb (run scripts/setup.sh to install PostgreSQL 15)")?;
+            if !out.status.success() {
+                bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
         }
         let mut cmd = as_postgres(pg_bin("postgres"));
         cmd.arg("-D")
@@ -85,7 +92,11 @@ impl Postgres {
                 .map(|_| ())
         })
         .await?;
-        Ok(Self { proc, port })
+        Ok(Self {
+            proc,
+            port,
+            created,
+        })
     }
 
     /// Runs SQL in `database`, failing on the first error.

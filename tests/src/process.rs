@@ -139,3 +139,67 @@ impl Drop for Proc {
         self.stop();
     }
 }
+
+/// When process `pid` started (clock ticks since boot, field 22 of
+/// `/proc/<pid>/stat`): with the pid it names one process, even once the pid
+/// is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from
+    // its closing parenthesis, after which field 3 begins.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// CPU time process `pid` has used so far (all threads, user + system).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)?;
+    Some(Duration::from_millis((user + system) * 1000 / ticks))
+}
+
+/// Stops process group `pgid` if its leader is still the process that
+/// started at `started` (SIGTERM, SIGKILL after 10 s) and waits until the
+/// group is gone, ports released. Returns whether it was running.
+pub fn stop_group_if_same(pgid: u32, started: u64) -> bool {
+    if start_time(pgid) != Some(started) {
+        return false;
+    }
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    let group = Pid::from_raw(raw);
+    for (signal, wait) in [(Signal::SIGTERM, 10), (Signal::SIGKILL, 5)] {
+        let _ = killpg(group, signal);
+        let deadline = Instant::now() + Duration::from_secs(wait);
+        while group_alive(pgid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !group_alive(pgid) {
+            break;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_names_this_process() {
+        let me = std::process::id();
+        let started = start_time(me).expect("own start time");
+        assert_eq!(start_time(me), Some(started));
+        assert!(cpu_time(me).is_some());
+        assert_eq!(start_time(u32::MAX), None);
+    }
+}

@@ -126,6 +126,27 @@ fn wrangler() -> Command {
     cmd
 }
 
+/// Waits until the Worker at `url` answers `/healthz` (true) or `proc` exits
+/// (false).
+async fn healthy(proc: &mut Proc, url: &str) -> anyhow::Result<bool> {
+    let http = crate::http_client();
+    let health = format!("{url}/healthz");
+    wait_for("the Worker's /healthz", READY_TIMEOUT, || {
+        let ok = proc.exited().is_none();
+        let request = http.get(&health).send();
+        async move {
+            if !ok {
+                return Some(false);
+            }
+            match request.await {
+                Ok(r) if r.status().is_success() => Some(true),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
 impl Worker {
     /// Starts `wrangler dev` on the already built Worker and waits for
     /// `/healthz`.
@@ -156,22 +177,7 @@ impl Worker {
         }
         let mut proc = Proc::spawn("wrangler dev", &mut cmd, options.log)?;
         let url = format!("http://127.0.0.1:{}", options.port);
-        let http = crate::http_client();
-        let health = format!("{url}/healthz");
-        let ready = wait_for("the Worker's /healthz", READY_TIMEOUT, || {
-            let ok = proc.exited().is_none();
-            let request = http.get(&health).send();
-            async move {
-                if !ok {
-                    return Some(false);
-                }
-                match request.await {
-                    Ok(r) if r.status().is_success() => Some(true),
-                    _ => None,
-                }
-            }
-        })
-        .await?;
+        let ready = healthy(&mut proc, &url).await?;
         if !ready {
             bail!("wrangler dev exited:\n{}", proc.log_tail(3000));
         }
@@ -179,8 +185,40 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Starts the built Worker under Miniflare with its own socket on `port`
+    /// (`bench/miniflare.mjs`), without wrangler dev's proxy in front: for
+    /// benchmarks, where that proxy would dominate the figures. State lives
+    /// in memory.
+    pub async fn start_direct(
+        port: u16,
+        vars: &[(&str, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let root = repo_root();
+        let mut cmd = Command::new(root.join("node_modules/.bin/node"));
+        cmd.arg(root.join("bench/miniflare.mjs"))
+            .arg(port.to_string())
+            .current_dir(&root);
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        let mut proc = Proc::spawn("miniflare", &mut cmd, log)?;
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = healthy(&mut proc, &url).await?;
+        if !ready {
+            bail!("miniflare exited:\n{}", proc.log_tail(3000));
+        }
+        Ok(Self { proc, url })
+    }
+}
+
 /// The ingest binary, which `cargo build -p ingest` puts in the target dir.
+/// `GAMEFEED_INGEST_BIN` overrides it (the benchmark runs a release build).
 pub fn ingest_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("GAMEFEED_INGEST_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
@@ -242,6 +280,24 @@ pub struct Stack {
     pub log_dir: PathBuf,
 }
 
+/// The state directory's test key if the Worker still accepts it, else a new
+/// one created through the admin route and saved next to the secrets.
+async fn test_key(edge: &Edge, dir: &Path) -> anyhow::Result<String> {
+    let mut secrets = crate::edge::Secrets::load_or_create(dir)?;
+    if let Some(key) = &secrets.api_key
+        && edge.get("/api/games", key).await?.0 == 200
+    {
+        return Ok(key.clone());
+    }
+    let key = edge
+        .create_key(serde_json::json!({"name": "local test key", "test": true}))
+        .await?
+        .0;
+    secrets.api_key = Some(key.clone());
+    secrets.save(dir)?;
+    Ok(key)
+}
+
 impl Stack {
     /// Starts everything and waits until each part is ready.
     pub async fn up(options: StackOptions) -> anyhow::Result<Self> {
@@ -260,10 +316,7 @@ impl Stack {
             &[("HEARTBEAT_SECS", heartbeat.as_str())],
         )
         .await?;
-        let api_key = edge
-            .create_key(serde_json::json!({"name": "local test key", "test": true}))
-            .await?
-            .0;
+        let api_key = test_key(&edge, &options.state_dir).await?;
         let ingest = start_ingest(
             &nats.url,
             &edge.worker.url,

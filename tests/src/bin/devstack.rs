@@ -1,9 +1,10 @@
-//! The main-job command (`scripts/dev.sh`): brings up, on loopback, a
-//! throwaway PostgreSQL with the reference schema and a few games, the real
-//! Debezium engine, nats-server with JetStream, ingest and the Worker under
-//! `wrangler dev`; creates a test API key through the admin route; prints
-//! where everything is; and INSERTs finished rounds at a steady pace until
-//! Ctrl-C, which stops everything it started.
+//! The main-job command (`scripts/dev.sh`): brings up, on loopback,
+//! PostgreSQL with the reference schema and a few games, the real Debezium
+//! engine, nats-server with JetStream, ingest and the Worker under `wrangler
+//! dev`; creates a test API key through the admin route; prints where
+//! everything is; and INSERTs finished rounds at a steady pace until Ctrl-C,
+//! which stops everything it started. State lives in `.local/`; the next run
+//! resumes it (`--fresh` starts over).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use devstack::pipeline::Pipeline;
 use devstack::process;
 use devstack::stack::StackOptions;
-use devstack::{port_in_use, repo_root};
+use devstack::{env_number, port_in_use, repo_root};
 
 /// The games the generator plays: (id, slug, type, name).
 const GAMES: [(i64, &str, &str, &str); 4] = [
@@ -24,16 +25,6 @@ const GAMES: [(i64, &str, &str, &str); 4] = [
     (3, "double", "colour", "Double"),
     (4, "dice-duel", "dice", "Dice Duel"),
 ];
-
-fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
-    match std::env::var(name) {
-        Ok(value) => value
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={value:?} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

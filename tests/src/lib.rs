@@ -13,6 +13,8 @@
 //! - [`postgres`]: a throwaway PostgreSQL with the reference schema, and the
 //!   real Debezium engine publishing its changes to JetStream.
 //! - [`pipeline`]: all of it wired together, PostgreSQL to the Worker.
+//! - [`runs`]: what a running main job started, so the next start can tell
+//!   a live run from a killed one's leftovers.
 //! - [`fixtures`]: the Debezium events of `tests/fixtures/` and test API keys.
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub mod fixtures;
 pub mod pipeline;
 pub mod postgres;
 pub mod process;
+pub mod runs;
 pub mod sse;
 pub mod stack;
 

@@ -118,12 +118,27 @@ impl Proc {
     }
 }
 
-/// Whether any process of group `pgid` is still alive.
+/// Whether any process of group `pgid` is still running. Zombies (exited,
+/// not yet reaped by whoever adopted them) do not count: they hold no port,
+/// file or memory.
 pub fn group_alive(pgid: u32) -> bool {
-    match i32::try_from(pgid) {
-        Ok(raw) => killpg(Pid::from_raw(raw), None).is_ok(),
-        Err(_) => false,
-    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No /proc to read: ask the kernel (zombies count then).
+        return i32::try_from(pgid).is_ok_and(|raw| killpg(Pid::from_raw(raw), None).is_ok());
+    };
+    let group = pgid.to_string();
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        // After the command name: state, ppid, pgrp.
+        let mut fields = stat[close + 1..].split_whitespace();
+        let state = fields.next();
+        fields.nth(1) == Some(group.as_str()) && state != Some("Z")
+    })
 }
 
 impl Drop for Proc {

@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use devstack::pipeline::Pipeline;
-use devstack::process;
+use devstack::runs::{RunRecord, clear_earlier_run};
 use devstack::stack::StackOptions;
 use devstack::{env_number, port_in_use, repo_root};
 
@@ -67,50 +67,6 @@ fn outcome(game_type: &str) -> String {
     }
 }
 
-/// What runs now, in `.local/run.json`: lets the next start tell a live run
-/// from what a killed one left behind.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-struct RunRecord {
-    /// devstack itself: (pid, start time).
-    owner: (u32, u64),
-    /// Process groups it started: (name, pid, start time).
-    children: Vec<(String, u32, u64)>,
-}
-
-impl RunRecord {
-    fn path(state: &Path) -> PathBuf {
-        state.join("run.json")
-    }
-
-    fn save(&self, state: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(state)?;
-        std::fs::write(Self::path(state), serde_json::to_vec(self)?)?;
-        Ok(())
-    }
-}
-
-/// Refuses to start beside a live run; stops what a killed run left.
-fn clear_earlier_run(state: &Path) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read(RunRecord::path(state)) else {
-        return Ok(());
-    };
-    let Ok(record) = serde_json::from_slice::<RunRecord>(&text) else {
-        return Ok(());
-    };
-    let (pid, started) = record.owner;
-    if pid != std::process::id() && process::start_time(pid) == Some(started) {
-        bail!(
-            "the stack is already running from this checkout (devstack pid {pid}): stop it with Ctrl-C in its terminal or `kill {pid}`"
-        );
-    }
-    for (name, pid, started) in &record.children {
-        if process::stop_group_if_same(*pid, *started) {
-            println!("stopped {name} (pid {pid}), left running by an earlier run that was killed");
-        }
-    }
-    Ok(())
-}
-
 fn usage() -> &'static str {
     "usage: scripts/dev.sh [--fresh]\n\n\
      Brings up PostgreSQL, the Debezium engine, nats-server, ingest and the Worker on\n\
@@ -118,7 +74,8 @@ fn usage() -> &'static str {
      GAMEFEED_ROUND_EVERY_MS (1000). A second run resumes that state: the same\n\
      database, stream, Worker storage, API key and admin token.\n\n\
        --fresh   delete .local/ first and start from an empty database\n\n\
-     Ports: GAMEFEED_PG_PORT (55432), GAMEFEED_NATS_PORT (4222), GAMEFEED_WORKER_PORT (8787)."
+     Ports: GAMEFEED_PG_PORT (55432), GAMEFEED_NATS_PORT (4222), GAMEFEED_WORKER_PORT (8787).\n\
+     State: GAMEFEED_STATE_DIR (.local/ of the checkout)."
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -137,7 +94,9 @@ async fn run() -> anyhow::Result<()> {
     let worker_port = u16::try_from(env_number("GAMEFEED_WORKER_PORT", 8787)?)?;
     let pg_port = u16::try_from(env_number("GAMEFEED_PG_PORT", 55432)?)?;
     let every = Duration::from_millis(env_number("GAMEFEED_ROUND_EVERY_MS", 1000)?.max(10));
-    let state = repo_root().join(".local");
+    let state = std::env::var_os("GAMEFEED_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local"));
     clear_earlier_run(&state)?;
     for (what, port, var) in [
         ("nats-server", nats_port, "GAMEFEED_NATS_PORT"),
@@ -154,13 +113,7 @@ async fn run() -> anyhow::Result<()> {
         std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
     }
     let resumed = state.join("pg/pgdata/PG_VERSION").exists();
-    let mut record = RunRecord {
-        owner: (
-            std::process::id(),
-            process::start_time(std::process::id()).unwrap_or(0),
-        ),
-        children: Vec::new(),
-    };
+    let mut record = RunRecord::this_process();
     record.save(&state)?;
     println!(
         "starting PostgreSQL, the Debezium engine, nats-server, ingest and the Worker; state and logs under {}",
@@ -200,11 +153,7 @@ async fn run() -> anyhow::Result<()> {
         &system.pg.proc,
         &system.debezium,
     ] {
-        record.children.push((
-            proc.name().to_string(),
-            proc.id(),
-            process::start_time(proc.id()).unwrap_or(0),
-        ));
+        record.add(proc);
     }
     record.save(&state)?;
     let rounds = system.pg.sql("games", "SELECT count(*) FROM rounds")?;

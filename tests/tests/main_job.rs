@@ -1,0 +1,201 @@
+//! The main-job command itself (`scripts/dev.sh` runs this binary), as a user
+//! runs it: up, rounds flowing, Ctrl-C leaving no process; a second run
+//! resuming the same state and key; a `kill -9`'d run's leftovers stopped by
+//! the next start. Its state goes to a temporary directory
+//! (`GAMEFEED_STATE_DIR`) on free ports, never the checkout's `.local/`.
+
+// A failed expectation is a failed test: panicking is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use devstack::process::group_alive;
+use devstack::runs::RunRecord;
+use devstack::sse::SseClient;
+use devstack::{free_port, http_client};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+/// Starting the whole chain on a slow machine: generous.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+struct Ports {
+    pg: u16,
+    nats: u16,
+    worker: u16,
+}
+
+/// One devstack process and every line it prints (stdout and stderr).
+struct Run {
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl Run {
+    fn start(state: &Path, ports: &Ports, args: &[&str]) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_devstack"))
+            .args(args)
+            .env("GAMEFEED_STATE_DIR", state)
+            .env("GAMEFEED_PG_PORT", ports.pg.to_string())
+            .env("GAMEFEED_NATS_PORT", ports.nats.to_string())
+            .env("GAMEFEED_WORKER_PORT", ports.worker.to_string())
+            .env("GAMEFEED_ROUND_EVERY_MS", "200")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("devstack starts");
+        let (tx, lines) = mpsc::unbounded_channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for out in [
+            Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(stderr),
+        ] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(out).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    async fn line(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                _ => panic!(
+                    "no line with {needle:?}; devstack printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The API key it printed once up.
+    async fn key(&mut self) -> String {
+        let line = self.line("API key").await;
+        line.split_whitespace().last().unwrap().to_string()
+    }
+
+    /// Ctrl-C, and its exit status.
+    async fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id().unwrap()).unwrap();
+        kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+        tokio::time::timeout(TIMEOUT, self.child.wait())
+            .await
+            .expect("devstack stops after Ctrl-C")
+            .unwrap()
+    }
+}
+
+/// Stops whatever a failed test left running over `state`.
+struct Cleanup<'a>(&'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(record) = RunRecord::load(self.0) {
+            record.stop_children();
+        }
+    }
+}
+
+async fn a_round_arrives(worker: u16, key: &str) {
+    let url = format!("http://127.0.0.1:{worker}/sse/crash?api_key={key}");
+    let mut client = SseClient::connect(&http_client(), &url)
+        .await
+        .unwrap()
+        .expect("the printed key opens a stream");
+    client
+        .read_until("event: message", TIMEOUT)
+        .await
+        .expect("the generator's rounds reach the stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _cleanup = Cleanup(&state);
+    let ports = Ports {
+        pg: free_port().unwrap(),
+        nats: free_port().unwrap(),
+        worker: free_port().unwrap(),
+    };
+
+    // First run: up, a new database, rounds flowing to the printed key.
+    let mut first = Run::start(&state, &ports, &[]);
+    first.line("Up and running (0 rounds").await;
+    let key = first.key().await;
+    a_round_arrives(ports.worker, &key).await;
+    let groups = RunRecord::load(&state).expect("run.json while running");
+    assert_eq!(groups.children.len(), 5, "five process groups recorded");
+    assert!(first.interrupt().await.success());
+    for (name, pid, _) in &groups.children {
+        assert!(!group_alive(*pid), "{name} (pid {pid}) outlived Ctrl-C");
+    }
+
+    // Second run: the same state, the same key, more rounds.
+    let mut second = Run::start(&state, &ports, &[]);
+    second.line("resuming the state of an earlier run").await;
+    let up = second.line("Up and running (").await;
+    assert!(!up.contains("(0 rounds"), "{up}");
+    assert_eq!(second.key().await, key, "the key survives a restart");
+    a_round_arrives(ports.worker, &key).await;
+
+    // A third start beside it is refused, and changes nothing.
+    let mut beside = Run::start(&state, &ports, &[]);
+    beside.line("already running").await;
+    let status = tokio::time::timeout(TIMEOUT, beside.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+
+    // kill -9: its children live on; the next start stops them and comes up.
+    let orphans = RunRecord::load(&state).unwrap();
+    second.child.start_kill().unwrap();
+    second.child.wait().await.unwrap();
+    assert!(
+        orphans.children.iter().any(|(_, pid, _)| group_alive(*pid)),
+        "kill -9 leaves the children running"
+    );
+    let mut third = Run::start(&state, &ports, &[]);
+    third
+        .line("left running by an earlier run that was killed")
+        .await;
+    third.line("Up and running (").await;
+    for (name, pid, _) in &orphans.children {
+        assert!(!group_alive(*pid), "{name} (pid {pid}) of the killed run");
+    }
+    assert_eq!(third.key().await, key);
+    a_round_arrives(ports.worker, &key).await;
+    assert!(third.interrupt().await.success());
+
+    // --fresh: an empty database and a new key.
+    let mut fresh = Run::start(&state, &ports, &["--fresh"]);
+    fresh.line("Up and running (0 rounds").await;
+    assert_ne!(fresh.key().await, key);
+    assert!(fresh.interrupt().await.success());
+}

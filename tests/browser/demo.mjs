@@ -53,6 +53,7 @@ try {
       ([g, wanted]) => window.__states.includes("resumed") &&
         wanted.every((id) => document.querySelector(`section[data-game="${g}"] li[data-id="${id}"]`)),
       [game, ids], { timeout: 60000 });
+    await page.screenshot({ path: screenshot }); // the richer picture: after the resume
     console.log(JSON.stringify({
       states: await page.evaluate(() => window.__states),
       state: await page.textContent("#state"),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use devstack::stack::{Nats, create_stream};
+use devstack::stack::Nats;
 use devstack::{free_port, wait_for};
 use serde_json::Value;
 use shared::IngestBatch;
@@ -39,15 +39,13 @@ async fn main() {
     let secs = env("BENCH_SECS", 10);
     let games = env("BENCH_GAMES", 10);
     let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::start(
+    let (nats, js) = Nats::start_with_stream(
         &dir.path().join("js"),
         free_port().unwrap(),
         &dir.path().join("nats.log"),
     )
     .await
     .unwrap();
-    let js = nats.jetstream().await.unwrap();
-    create_stream(&js).await.unwrap();
 
     let seen: Seen = Arc::default();
     let app = Router::new()

@@ -64,6 +64,18 @@ pub fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
+/// The exit code of a command-line tool: success, or the error with its
+/// causes on stderr prefixed by the tool's `name`.
+pub fn exit_code(name: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;

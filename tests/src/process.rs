@@ -128,16 +128,11 @@ pub fn group_alive(pgid: u32) -> bool {
     };
     let group = pgid.to_string();
     entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+        let Some(fields) = stat_fields(&entry.path().join("stat")) else {
             return false;
         };
-        let Some(close) = stat.rfind(')') else {
-            return false;
-        };
-        // After the command name: state, ppid, pgrp.
-        let mut fields = stat[close + 1..].split_whitespace();
-        let state = fields.next();
-        fields.nth(1) == Some(group.as_str()) && state != Some("Z")
+        // Fields 3, 5: state, pgrp.
+        fields.get(2) == Some(&group) && fields.first().is_some_and(|s| s != "Z")
     })
 }
 
@@ -159,20 +154,28 @@ impl Drop for Proc {
 /// `/proc/<pid>/stat`): with the pid it names one process, even once the pid
 /// is reused.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from
-    // its closing parenthesis, after which field 3 begins.
+    stat_fields(&proc_stat(pid))?.get(19)?.parse().ok()
+}
+
+fn proc_stat(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/stat"))
+}
+
+/// The fields of a `/proc/<pid>/stat` file from field 3 (state) on, so
+/// field N is at index N - 3. The command name (field 2) may hold spaces and
+/// parentheses: the fields start after its last closing parenthesis.
+fn stat_fields(path: &Path) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
 /// CPU time process `pid` has used so far (all threads, user + system).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
+    let fields = stat_fields(&proc_stat(pid))?;
+    // Fields 14, 15: utime, stime.
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()

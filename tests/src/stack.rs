@@ -67,6 +67,19 @@ impl Nats {
         Ok(Self { proc, url })
     }
 
+    /// Starts nats-server as [`Nats::start`] does and creates Debezium's
+    /// stream ([`create_stream`]); returns it with a JetStream context.
+    pub async fn start_with_stream(
+        dir: &Path,
+        port: u16,
+        log: &Path,
+    ) -> anyhow::Result<(Self, jetstream::Context)> {
+        let nats = Self::start(dir, port, log).await?;
+        let js = nats.jetstream().await?;
+        create_stream(&js).await?;
+        Ok((nats, js))
+    }
+
     /// A connected JetStream context.
     pub async fn jetstream(&self) -> anyhow::Result<jetstream::Context> {
         Ok(jetstream::new(
@@ -265,6 +278,18 @@ pub struct StackOptions {
     pub heartbeat_secs: u64,
 }
 
+impl StackOptions {
+    /// State under `state_dir`, every port a free one: for tests.
+    pub fn on_free_ports(state_dir: &Path, heartbeat_secs: u64) -> anyhow::Result<Self> {
+        Ok(Self {
+            state_dir: state_dir.to_path_buf(),
+            nats_port: crate::free_port()?,
+            worker_port: crate::free_port()?,
+            heartbeat_secs,
+        })
+    }
+}
+
 /// nats-server, the Worker and ingest, wired together, with a test API key.
 /// Fields drop in reverse order of start: ingest first.
 pub struct Stack {
@@ -302,13 +327,12 @@ impl Stack {
     /// Starts everything and waits until each part is ready.
     pub async fn up(options: StackOptions) -> anyhow::Result<Self> {
         let logs = options.state_dir.join("logs");
-        let nats = Nats::start(
+        let (nats, _) = Nats::start_with_stream(
             &options.state_dir.join("nats"),
             options.nats_port,
             &logs.join("nats.log"),
         )
         .await?;
-        create_stream(&nats.jetstream().await?).await?;
         let heartbeat = options.heartbeat_secs.to_string();
         let edge = Edge::start_in(
             &options.state_dir,

@@ -32,12 +32,7 @@ INSERT INTO rounds (id, game_id, finished_at, extras) VALUES
 async fn a_round_inserted_in_postgres_appears_on_its_card_in_a_real_browser() {
     let state = tempfile::tempdir().unwrap();
     let system = Pipeline::up(
-        StackOptions {
-            state_dir: state.path().to_path_buf(),
-            nats_port: free_port().unwrap(),
-            worker_port: free_port().unwrap(),
-            heartbeat_secs: 15,
-        },
+        StackOptions::on_free_ports(state.path(), 15).unwrap(),
         free_port().unwrap(),
         SEED,
     )

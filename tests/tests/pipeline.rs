@@ -37,12 +37,7 @@ async fn rows_committed_in_postgres_reach_sse_clients() {
     let state = tempfile::tempdir().unwrap();
     // A round from before the connector: the snapshot reads it (op "r").
     let system = Pipeline::up(
-        StackOptions {
-            state_dir: state.path().to_path_buf(),
-            nats_port: free_port().unwrap(),
-            worker_port: free_port().unwrap(),
-            heartbeat_secs: 3600,
-        },
+        StackOptions::on_free_ports(state.path(), 3600).unwrap(),
         free_port().unwrap(),
         r#"INSERT INTO games (id, slug, type, name) VALUES (7, 'crash-classic', 'crash', 'Crash Classic');
            INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (99, 7, '2026-11-21T05:01:02.5Z', '{"multiplier": 3}');"#,

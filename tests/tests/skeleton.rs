@@ -16,7 +16,7 @@ use devstack::fixtures;
 use devstack::process::group_alive;
 use devstack::sse::SseClient;
 use devstack::stack::{PREFIX, Stack, StackOptions};
-use devstack::{free_port, wait_for};
+use devstack::wait_for;
 use shared::{EventKind, IngestBatch, Round, RoundEvent, signature};
 
 /// Generous: a slow CI machine must not fail a correct system.
@@ -50,14 +50,9 @@ async fn post_batch(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
     let state = tempfile::tempdir().expect("temp dir");
-    let stack = Stack::up(StackOptions {
-        state_dir: state.path().to_path_buf(),
-        nats_port: free_port().expect("port"),
-        worker_port: free_port().expect("port"),
-        heartbeat_secs: 3600,
-    })
-    .await
-    .expect("the stack starts");
+    let stack = Stack::up(StackOptions::on_free_ports(state.path(), 3600).expect("ports"))
+        .await
+        .expect("the stack starts");
     let http = devstack::http_client();
     let base = stack.edge.worker.url.clone();
     let stream_url = format!("{base}/sse/crash-classic?api_key={}", stack.api_key);

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use devstack::free_port;
-use devstack::stack::{Nats, create_stream};
+use devstack::stack::Nats;
 use ingest::config::Config;
 use serde_json::Value;
 use shared::{IngestBatch, RoundEvent};
@@ -180,15 +180,13 @@ pub struct Setup {
 
 pub async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::start(
+    let (nats, js) = Nats::start_with_stream(
         &dir.path().join("js"),
         free_port().unwrap(),
         &dir.path().join("nats.log"),
     )
     .await
     .unwrap();
-    let js = nats.jetstream().await.unwrap();
-    create_stream(&js).await.unwrap();
     js.get_or_create_stream(jetstream::stream::Config {
         name: "DEADLETTER".into(),
         subjects: vec!["ingest.deadletter.>".into()],

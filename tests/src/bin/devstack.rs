@@ -112,18 +112,12 @@ async fn run() -> anyhow::Result<()> {
     if fresh && state.exists() {
         std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
     }
-    let resumed = state.join("pg/pgdata/PG_VERSION").exists();
     let mut record = RunRecord::this_process();
     record.save(&state)?;
     println!(
         "starting PostgreSQL, the Debezium engine, nats-server, ingest and the Worker; state and logs under {}",
         state.display()
     );
-    if resumed {
-        println!(
-            "resuming the state of an earlier run (`scripts/dev.sh --fresh` starts from an empty database)"
-        );
-    }
     // Listen for Ctrl-C from the start: dropping what was half started stops it.
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -156,6 +150,11 @@ async fn run() -> anyhow::Result<()> {
         record.add(proc);
     }
     record.save(&state)?;
+    if !system.pg.created {
+        println!(
+            "resuming the state of an earlier run (`scripts/dev.sh --fresh` starts from an empty database)"
+        );
+    }
     let rounds = system.pg.sql("games", "SELECT count(*) FROM rounds")?;
     let stack = &system.stack;
     let worker = stack.edge.worker.url.clone();
@@ -194,11 +193,5 @@ async fn run() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("devstack: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    devstack::exit_code("devstack", run().await)
 }

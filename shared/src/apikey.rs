@@ -82,6 +82,9 @@ pub struct ApiKeyRecord {
     /// Most new connections per minute (DESIGN §3.8).
     #[serde(default)]
     pub connects_per_minute: Option<u32>,
+    /// Most REST requests per minute (DESIGN §3.8).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
     /// Creation time, RFC 3339.
     pub created_at: String,
     /// Expiry, RFC 3339; `None` never expires.
@@ -161,6 +164,7 @@ mod tests {
             origins: None,
             max_streams: None,
             connects_per_minute: None,
+            requests_per_minute: None,
             created_at: "2026-11-21T00:00:00Z".into(),
             expires_at: None,
             revoked: false,

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     InvalidSignature,
     /// 401: the admin token is missing or wrong.
     Unauthorized,
+    /// 401: a browser token is expired, forged or malformed, or its key revoked.
+    InvalidToken,
     /// 403: the key may not read this stream, or not from this origin.
     Forbidden,
     /// 404: no such route.
@@ -27,8 +29,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 413: the body is over the size bound.
     PayloadTooLarge,
-    /// 429: a per-key limit was hit (comes with `Retry-After`).
+    /// 429: the key's connect or request rate was hit (comes with `Retry-After`).
     RateLimited,
+    /// 429: the key holds its most concurrent streams (comes with `Retry-After`).
+    TooManyStreams,
     /// 503: a dependency is overloaded or unavailable (comes with `Retry-After`).
     Unavailable,
     /// 500: a bug; details are logged, not returned.
@@ -43,12 +47,13 @@ impl ErrorCode {
             Self::MissingApiKey
             | Self::InvalidApiKey
             | Self::InvalidSignature
-            | Self::Unauthorized => 401,
+            | Self::Unauthorized
+            | Self::InvalidToken => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::TooManyStreams => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
         }
@@ -116,5 +121,11 @@ mod tests {
         assert_eq!(ErrorCode::InvalidBatch.status(), 400);
         assert_eq!(ErrorCode::PayloadTooLarge.status(), 413);
         assert_eq!(ErrorCode::Unavailable.status(), 503);
+        assert_eq!(ErrorCode::TooManyStreams.status(), 429);
+        assert_eq!(ErrorCode::InvalidToken.status(), 401);
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::TooManyStreams).unwrap(),
+            r#""too_many_streams""#
+        );
     }
 }

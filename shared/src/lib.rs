@@ -14,14 +14,20 @@
 //! - [`cursor`]: stream names and the resume cursor of multiplexed streams.
 //! - [`names`]: validation of game slugs and game types used in URLs and object names.
 //! - [`error`]: the JSON error body every public route answers with (DESIGN §3.3).
+//! - [`upstash`]: the Upstash Redis REST protocol (DESIGN §3.8), transport-free.
+//! - [`limits`]: per-key limits and usage as Redis keys and Lua scripts.
+//! - [`token`]: short-lived browser tokens signed by the Worker.
 #![forbid(unsafe_code)]
 
 pub mod apikey;
 pub mod cursor;
 pub mod error;
+pub mod limits;
 pub mod names;
 pub mod round;
 pub mod signature;
 pub mod sse;
+pub mod token;
+pub mod upstash;
 
 pub use round::{EventKind, IngestBatch, IngestReply, Round, RoundEvent};

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use devstack::stack::Nats;
-use devstack::{free_port, wait_for};
+use devstack::wait_for;
 use serde_json::Value;
 use shared::IngestBatch;
 
@@ -39,13 +39,10 @@ async fn main() {
     let secs = env("BENCH_SECS", 10);
     let games = env("BENCH_GAMES", 10);
     let dir = tempfile::tempdir().unwrap();
-    let (nats, js) = Nats::start_with_stream(
-        &dir.path().join("js"),
-        free_port().unwrap(),
-        &dir.path().join("nats.log"),
-    )
-    .await
-    .unwrap();
+    let (nats, js) =
+        Nats::start_with_stream(&dir.path().join("js"), None, &dir.path().join("nats.log"))
+            .await
+            .unwrap();
 
     let seen: Seen = Arc::default();
     let app = Router::new()

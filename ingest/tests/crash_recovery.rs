@@ -75,9 +75,13 @@ async fn nothing_is_lost_across_a_kill_of_ingest_and_a_restart_of_nats() {
     // nats-server goes away and comes back on the same port and storage.
     let port: u16 = s.nats.url.rsplit(':').next().unwrap().parse().unwrap();
     s.nats.proc.stop();
-    s.nats = Nats::start(&s.dir.path().join("js"), port, &logs.join("nats-2.log"))
-        .await
-        .unwrap();
+    s.nats = Nats::start(
+        &s.dir.path().join("js"),
+        Some(port),
+        &logs.join("nats-2.log"),
+    )
+    .await
+    .unwrap();
     s.js = s.nats.jetstream().await.unwrap();
     for id in 301..=400 {
         publish(&s.js, "dbserver1.public.rounds", insert(id, "crash")).await;

@@ -22,10 +22,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts NATS, the Worker and ingest, then PostgreSQL on `pg_port` (a new
-    /// cluster gets the reference schema and `seed_sql`), then the engine,
-    /// which snapshots what is there on its first start and streams from there.
-    pub async fn up(options: StackOptions, pg_port: u16, seed_sql: &str) -> anyhow::Result<Self> {
+    /// Starts NATS, the Worker and ingest, then PostgreSQL on `pg_port` (any
+    /// free port when `None`: read it from `pg.port`; a new cluster gets the
+    /// reference schema and `seed_sql`), then the engine, which snapshots
+    /// what is there on its first start and streams from there.
+    pub async fn up(
+        options: StackOptions,
+        pg_port: Option<u16>,
+        seed_sql: &str,
+    ) -> anyhow::Result<Self> {
         let state = options.state_dir.clone();
         let stack = Stack::up(options).await?;
         let pg = Postgres::start(&state.join("pg"), pg_port).await?;
@@ -48,8 +53,9 @@ impl Pipeline {
 
     /// Waits until the Worker answers `GET path` (with the test key) with a
     /// body containing `needle`: how a test knows a row went all the way.
+    /// Fails at once, with its log tail, when any part exits meanwhile.
     pub async fn wait_for_edge(
-        &self,
+        &mut self,
         path: &str,
         needle: &str,
         timeout: Duration,
@@ -60,7 +66,8 @@ impl Pipeline {
             "{}{path}{separator}api_key={}",
             self.stack.edge.worker.url, self.stack.api_key
         );
-        crate::wait_for(&format!("{needle} at {path}"), timeout, || {
+        let what = format!("{needle} at {path}");
+        crate::wait_for_procs(&mut self.procs(), &what, timeout, || {
             let request = http.get(&url).send();
             async move {
                 let body = request.await.ok()?.text().await.ok()?;
@@ -70,15 +77,20 @@ impl Pipeline {
         .await
     }
 
-    /// The first part that has exited, with its log tail.
-    pub fn exited(&mut self) -> Option<String> {
-        for proc in [
+    /// Every process of the system.
+    fn procs(&mut self) -> [&mut Proc; 5] {
+        [
             &mut self.stack.ingest,
             &mut self.stack.edge.worker.proc,
             &mut self.stack.nats.proc,
             &mut self.pg.proc,
             &mut self.debezium,
-        ] {
+        ]
+    }
+
+    /// The first part that has exited, with its log tail.
+    pub fn exited(&mut self) -> Option<String> {
+        for proc in self.procs() {
             if let Some(status) = proc.exited() {
                 return Some(format!(
                     "{} exited ({status}); its log: {}\n{}",

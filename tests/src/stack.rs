@@ -10,7 +10,7 @@ use async_nats::jetstream;
 
 use crate::edge::Edge;
 use crate::process::Proc;
-use crate::{repo_root, wait_for};
+use crate::{logged_after, repo_root, wait_for_proc};
 
 /// How long any one component may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -34,8 +34,12 @@ pub struct Nats {
 
 impl Nats {
     /// Starts nats-server (`$NATS_SERVER_BIN`, set by scripts/setup.sh) on
-    /// `port` with JetStream data in `dir`, and waits until a client connects.
-    pub async fn start(dir: &Path, port: u16, log: &Path) -> anyhow::Result<Self> {
+    /// `port`, or on a port it picks itself when `None` (`-p -1`, so no
+    /// other process can take it in between), with JetStream data in `dir`,
+    /// and waits until a client connects. The port is read back from its
+    /// log ("Listening for client connections on 127.0.0.1:PORT") in both
+    /// cases, so what answers is always this server.
+    pub async fn start(dir: &Path, port: Option<u16>, log: &Path) -> anyhow::Result<Self> {
         // scripts/setup.sh exports NATS_SERVER_BIN; without it, look where
         // setup.sh installs by default, then on PATH.
         let default_install = std::env::var_os("HOME")
@@ -46,10 +50,12 @@ impl Nats {
             _ => tool("NATS_SERVER_BIN", "nats-server"),
         };
         std::fs::create_dir_all(dir)?;
-        let proc = Proc::spawn(
+        // -1: a random port, bound by nats-server itself.
+        let port = port.map_or_else(|| "-1".to_string(), |port| port.to_string());
+        let mut proc = Proc::spawn(
             "nats-server",
             Command::new(&bin)
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
                 .arg(dir),
             log,
         )
@@ -59,9 +65,13 @@ impl Nats {
                 bin.display()
             )
         })?;
-        let url = format!("nats://127.0.0.1:{port}");
-        wait_for("nats-server", READY_TIMEOUT, || async {
-            async_nats::connect(url.as_str()).await.ok().map(|_| ())
+        let proc_log = proc.log_path().to_path_buf();
+        let url = wait_for_proc(&mut proc, "nats-server", READY_TIMEOUT, || {
+            let address = logged_after(&proc_log, "Listening for client connections on ");
+            async move {
+                let url = format!("nats://{}", address?);
+                async_nats::connect(url.as_str()).await.ok().map(|_| url)
+            }
         })
         .await?;
         Ok(Self { proc, url })
@@ -71,7 +81,7 @@ impl Nats {
     /// stream ([`create_stream`]); returns it with a JetStream context.
     pub async fn start_with_stream(
         dir: &Path,
-        port: u16,
+        port: Option<u16>,
         log: &Path,
     ) -> anyhow::Result<(Self, jetstream::Context)> {
         let nats = Self::start(dir, port, log).await?;
@@ -112,8 +122,9 @@ pub struct Worker {
 
 /// Settings of a local Worker.
 pub struct WorkerOptions<'a> {
-    /// HTTP port.
-    pub port: u16,
+    /// HTTP port; `None`: a free one wrangler binds itself (port 0), read
+    /// back from its log into [`Worker::url`].
+    pub port: Option<u16>,
     /// Where wrangler keeps KV and Durable Object state.
     pub persist: &'a Path,
     /// Log file.
@@ -139,22 +150,23 @@ fn wrangler() -> Command {
     cmd
 }
 
-/// Waits until the Worker at `url` answers `/healthz` (true) or `proc` exits
-/// (false).
-async fn healthy(proc: &mut Proc, url: &str) -> anyhow::Result<bool> {
+/// Waits until the Worker that `proc` started answers `/healthz` at the URL
+/// it logged after `prefix` (`Ready on ` for wrangler), and returns that URL
+/// without its trailing slash. Fails at once, with the log tail, when `proc`
+/// exits. The URL comes from the process's own log, so the port may be one
+/// it bound itself (port 0), and what answers is always this Worker.
+async fn ready_url(proc: &mut Proc, what: &str, prefix: &str) -> anyhow::Result<String> {
     let http = crate::http_client();
-    let health = format!("{url}/healthz");
-    wait_for("the Worker's /healthz", READY_TIMEOUT, || {
-        let ok = proc.exited().is_none();
-        let request = http.get(&health).send();
+    let log = proc.log_path().to_path_buf();
+    wait_for_proc(proc, what, READY_TIMEOUT, || {
+        let url = logged_after(&log, prefix)
+            .filter(|url| url.starts_with("http://"))
+            .map(|url| url.trim_end_matches('/').to_string());
+        let http = http.clone();
         async move {
-            if !ok {
-                return Some(false);
-            }
-            match request.await {
-                Ok(r) if r.status().is_success() => Some(true),
-                _ => None,
-            }
+            let url = url?;
+            let response = http.get(format!("{url}/healthz")).send().await.ok()?;
+            response.status().is_success().then_some(url)
         }
     })
     .await
@@ -171,7 +183,6 @@ impl Worker {
                 built.display()
             );
         }
-        let inspector = crate::free_port()?;
         let mut cmd = wrangler();
         cmd.args([
             "dev",
@@ -179,49 +190,52 @@ impl Worker {
             "127.0.0.1",
             "--show-interactive-dev-session=false",
         ])
-        .args(["--port", &options.port.to_string()])
-        .args(["--inspector-port", &inspector.to_string()])
+        // Port 0: wrangler binds a free port itself and logs it ("Ready on
+        // http://127.0.0.1:PORT"); so does the inspector, whose port we
+        // never use.
+        .args(["--port", &options.port.unwrap_or(0).to_string()])
+        .args(["--inspector-port", "0"])
         .arg("--persist-to")
         .arg(options.persist)
+        // wrangler's dev registry (~/.config/.wrangler/registry by default)
+        // is shared by every wrangler dev on the machine, and every test's
+        // Worker has the same name: each gets its own.
+        .env(
+            "WRANGLER_REGISTRY_PATH",
+            options.persist.join("dev-registry"),
+        )
         // The Worker is already built; wrangler's [build] step is skipped.
         .env("GAMEFEED_SKIP_BUILD", "1");
         for (name, value) in &options.vars {
             cmd.arg("--var").arg(format!("{name}:{value}"));
         }
         let mut proc = Proc::spawn("wrangler dev", &mut cmd, options.log)?;
-        let url = format!("http://127.0.0.1:{}", options.port);
-        let ready = healthy(&mut proc, &url).await?;
-        if !ready {
-            bail!("wrangler dev exited:\n{}", proc.log_tail(3000));
-        }
+        let url = ready_url(&mut proc, "the Worker under wrangler dev", "Ready on ").await?;
         Ok(Self { proc, url })
     }
 }
 
 impl Worker {
     /// Starts the built Worker under Miniflare with its own socket on `port`
-    /// (`bench/miniflare.mjs`), without wrangler dev's proxy in front: for
-    /// benchmarks, where that proxy would dominate the figures. State lives
-    /// in memory.
+    /// (`bench/miniflare.mjs`; `None`: a free port it binds itself, read back
+    /// from the `ready <url>` line it prints), without wrangler dev's proxy in
+    /// front: for benchmarks, where that proxy would dominate the figures.
+    /// State lives in memory.
     pub async fn start_direct(
-        port: u16,
+        port: Option<u16>,
         vars: &[(&str, String)],
         log: &Path,
     ) -> anyhow::Result<Self> {
         let root = repo_root();
         let mut cmd = Command::new(root.join("node_modules/.bin/node"));
         cmd.arg(root.join("bench/miniflare.mjs"))
-            .arg(port.to_string())
+            .arg(port.unwrap_or(0).to_string())
             .current_dir(&root);
         for (name, value) in vars {
             cmd.env(name, value);
         }
         let mut proc = Proc::spawn("miniflare", &mut cmd, log)?;
-        let url = format!("http://127.0.0.1:{port}");
-        let ready = healthy(&mut proc, &url).await?;
-        if !ready {
-            bail!("miniflare exited:\n{}", proc.log_tail(3000));
-        }
+        let url = ready_url(&mut proc, "the Worker under Miniflare", "ready ").await?;
         Ok(Self { proc, url })
     }
 }
@@ -260,7 +274,9 @@ pub fn start_ingest(
             .env("DEBEZIUM_PREFIX", PREFIX)
             .env("EDGE_URL", edge_url)
             .env("INGEST_SECRET", secret)
-            .env("METRICS_ADDR", format!("127.0.0.1:{}", crate::free_port()?))
+            // Port 0: ingest binds a free one itself. Nothing here reads its
+            // metrics, so the port needs no reading back.
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info,ingest=debug"),
         log,
     )
@@ -270,21 +286,23 @@ pub fn start_ingest(
 pub struct StackOptions {
     /// Everything the stack writes goes under here.
     pub state_dir: PathBuf,
-    /// nats-server's client port.
-    pub nats_port: u16,
-    /// The Worker's HTTP port.
-    pub worker_port: u16,
+    /// nats-server's client port; `None`: one it binds itself.
+    pub nats_port: Option<u16>,
+    /// The Worker's HTTP port; `None`: one it binds itself.
+    pub worker_port: Option<u16>,
     /// `HEARTBEAT_SECS` of the Worker.
     pub heartbeat_secs: u64,
 }
 
 impl StackOptions {
-    /// State under `state_dir`, every port a free one: for tests.
+    /// State under `state_dir`, every port a free one that each process
+    /// binds itself (read back into `nats.url` and `edge.worker.url`): for
+    /// tests.
     pub fn on_free_ports(state_dir: &Path, heartbeat_secs: u64) -> anyhow::Result<Self> {
         Ok(Self {
             state_dir: state_dir.to_path_buf(),
-            nats_port: crate::free_port()?,
-            worker_port: crate::free_port()?,
+            nats_port: None,
+            worker_port: None,
             heartbeat_secs,
         })
     }
@@ -336,7 +354,7 @@ impl Stack {
         let heartbeat = options.heartbeat_secs.to_string();
         let edge = Edge::start_in(
             &options.state_dir,
-            Some(options.worker_port),
+            options.worker_port,
             &[("HEARTBEAT_SECS", heartbeat.as_str())],
         )
         .await?;

@@ -11,8 +11,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use devstack::pipeline::Pipeline;
+use devstack::repo_root;
 use devstack::stack::StackOptions;
-use devstack::{free_port, repo_root};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -31,9 +31,9 @@ INSERT INTO rounds (id, game_id, finished_at, extras) VALUES
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_inserted_in_postgres_appears_on_its_card_in_a_real_browser() {
     let state = tempfile::tempdir().unwrap();
-    let system = Pipeline::up(
+    let mut system = Pipeline::up(
         StackOptions::on_free_ports(state.path(), 15).unwrap(),
-        free_port().unwrap(),
+        None,
         SEED,
     )
     .await

@@ -2,7 +2,10 @@
 //! runs it: up, rounds flowing, Ctrl-C leaving no process; a second run
 //! resuming the same state and key; a `kill -9`'d run's leftovers stopped by
 //! the next start. Its state goes to a temporary directory
-//! (`GAMEFEED_STATE_DIR`) on free ports, never the checkout's `.local/`.
+//! (`GAMEFEED_STATE_DIR`), never the checkout's `.local/`, and every port is
+//! 0: each part binds a free port itself, and the test reads the Worker's
+//! URL from what the command prints (a port picked here and released could
+//! be taken by anything in the minutes between its runs).
 
 // A failed expectation is a failed test: panicking is the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -11,10 +14,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use devstack::http_client;
 use devstack::process::group_alive;
 use devstack::runs::RunRecord;
 use devstack::sse::SseClient;
-use devstack::{free_port, http_client};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -22,12 +25,6 @@ use tokio::sync::mpsc;
 
 /// Starting the whole chain on a slow machine: generous.
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-struct Ports {
-    pg: u16,
-    nats: u16,
-    worker: u16,
-}
 
 /// One devstack process and every line it prints (stdout and stderr).
 struct Run {
@@ -37,13 +34,13 @@ struct Run {
 }
 
 impl Run {
-    fn start(state: &Path, ports: &Ports, args: &[&str]) -> Self {
+    fn start(state: &Path, args: &[&str]) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_devstack"))
             .args(args)
             .env("GAMEFEED_STATE_DIR", state)
-            .env("GAMEFEED_PG_PORT", ports.pg.to_string())
-            .env("GAMEFEED_NATS_PORT", ports.nats.to_string())
-            .env("GAMEFEED_WORKER_PORT", ports.worker.to_string())
+            .env("GAMEFEED_PG_PORT", "0")
+            .env("GAMEFEED_NATS_PORT", "0")
+            .env("GAMEFEED_WORKER_PORT", "0")
             .env("GAMEFEED_ROUND_EVERY_MS", "200")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -93,10 +90,13 @@ impl Run {
         }
     }
 
-    /// The API key it printed once up.
-    async fn key(&mut self) -> String {
+    /// The Worker's URL and the API key it printed once up.
+    async fn worker_and_key(&mut self) -> (String, String) {
+        let line = self.line("demo page").await;
+        let page = line.split_whitespace().last().unwrap();
+        let worker = page.split("/?").next().unwrap().to_string();
         let line = self.line("API key").await;
-        line.split_whitespace().last().unwrap().to_string()
+        (worker, line.split_whitespace().last().unwrap().to_string())
     }
 
     /// Ctrl-C, and its exit status.
@@ -121,8 +121,8 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-async fn a_round_arrives(worker: u16, key: &str) {
-    let url = format!("http://127.0.0.1:{worker}/sse/crash?api_key={key}");
+async fn a_round_arrives(worker: &str, key: &str) {
+    let url = format!("{worker}/sse/crash?api_key={key}");
     let mut client = SseClient::connect(&http_client(), &url)
         .await
         .unwrap()
@@ -138,17 +138,12 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _cleanup = Cleanup(&state);
-    let ports = Ports {
-        pg: free_port().unwrap(),
-        nats: free_port().unwrap(),
-        worker: free_port().unwrap(),
-    };
 
     // First run: up, a new database, rounds flowing to the printed key.
-    let mut first = Run::start(&state, &ports, &[]);
+    let mut first = Run::start(&state, &[]);
     first.line("Up and running (0 rounds").await;
-    let key = first.key().await;
-    a_round_arrives(ports.worker, &key).await;
+    let (worker, key) = first.worker_and_key().await;
+    a_round_arrives(&worker, &key).await;
     let groups = RunRecord::load(&state).expect("run.json while running");
     assert_eq!(groups.children.len(), 5, "five process groups recorded");
     assert!(first.interrupt().await.success());
@@ -157,15 +152,16 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
     }
 
     // Second run: the same state, the same key, more rounds.
-    let mut second = Run::start(&state, &ports, &[]);
+    let mut second = Run::start(&state, &[]);
     second.line("resuming the state of an earlier run").await;
     let up = second.line("Up and running (").await;
     assert!(!up.contains("(0 rounds"), "{up}");
-    assert_eq!(second.key().await, key, "the key survives a restart");
-    a_round_arrives(ports.worker, &key).await;
+    let (worker, second_key) = second.worker_and_key().await;
+    assert_eq!(second_key, key, "the key survives a restart");
+    a_round_arrives(&worker, &key).await;
 
     // A third start beside it is refused, and changes nothing.
-    let mut beside = Run::start(&state, &ports, &[]);
+    let mut beside = Run::start(&state, &[]);
     beside.line("already running").await;
     let status = tokio::time::timeout(TIMEOUT, beside.child.wait())
         .await
@@ -181,7 +177,7 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
         orphans.children.iter().any(|(_, pid, _)| group_alive(*pid)),
         "kill -9 leaves the children running"
     );
-    let mut third = Run::start(&state, &ports, &[]);
+    let mut third = Run::start(&state, &[]);
     third
         .line("left running by an earlier run that was killed")
         .await;
@@ -189,13 +185,14 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
     for (name, pid, _) in &orphans.children {
         assert!(!group_alive(*pid), "{name} (pid {pid}) of the killed run");
     }
-    assert_eq!(third.key().await, key);
-    a_round_arrives(ports.worker, &key).await;
+    let (worker, third_key) = third.worker_and_key().await;
+    assert_eq!(third_key, key);
+    a_round_arrives(&worker, &key).await;
     assert!(third.interrupt().await.success());
 
     // --fresh: an empty database and a new key.
-    let mut fresh = Run::start(&state, &ports, &["--fresh"]);
+    let mut fresh = Run::start(&state, &["--fresh"]);
     fresh.line("Up and running (0 rounds").await;
-    assert_ne!(fresh.key().await, key);
+    assert_ne!(fresh.worker_and_key().await.1, key);
     assert!(fresh.interrupt().await.success());
 }

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
+use devstack::http_client;
 use devstack::pipeline::Pipeline;
 use devstack::sse::SseClient;
 use devstack::stack::StackOptions;
-use devstack::{free_port, http_client};
 use serde_json::Value;
 
 /// The engine starts in seconds, but a first snapshot on a slow machine can
@@ -36,16 +36,14 @@ fn expected(event: &str, id: i64, extras: &str, timestamp: &Value) -> String {
 async fn rows_committed_in_postgres_reach_sse_clients() {
     let state = tempfile::tempdir().unwrap();
     // A round from before the connector: the snapshot reads it (op "r").
-    let system = Pipeline::up(
+    let mut system = Pipeline::up(
         StackOptions::on_free_ports(state.path(), 3600).unwrap(),
-        free_port().unwrap(),
+        None,
         r#"INSERT INTO games (id, slug, type, name) VALUES (7, 'crash-classic', 'crash', 'Crash Classic');
            INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (99, 7, '2026-11-21T05:01:02.5Z', '{"multiplier": 3}');"#,
     )
     .await
     .unwrap();
-    let (stack, pg) = (&system.stack, &system.pg);
-
     // The snapshot row is stored as the latest round (so the connector is
     // now streaming), without a live message.
     system
@@ -56,6 +54,7 @@ async fn rows_committed_in_postgres_reach_sse_clients() {
         )
         .await
         .unwrap();
+    let (stack, pg) = (&system.stack, &system.pg);
     let http = http_client();
     let url = format!(
         "{}/sse/crash-classic?api_key={}",

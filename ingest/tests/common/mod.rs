@@ -180,13 +180,10 @@ pub struct Setup {
 
 pub async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let (nats, js) = Nats::start_with_stream(
-        &dir.path().join("js"),
-        free_port().unwrap(),
-        &dir.path().join("nats.log"),
-    )
-    .await
-    .unwrap();
+    let (nats, js) =
+        Nats::start_with_stream(&dir.path().join("js"), None, &dir.path().join("nats.log"))
+            .await
+            .unwrap();
     js.get_or_create_stream(jetstream::stream::Config {
         name: "DEADLETTER".into(),
         subjects: vec!["ingest.deadletter.>".into()],

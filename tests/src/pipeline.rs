@@ -78,10 +78,12 @@ impl Pipeline {
     }
 
     /// Every process of the system.
-    fn procs(&mut self) -> [&mut Proc; 5] {
+    fn procs(&mut self) -> [&mut Proc; 7] {
         [
             &mut self.stack.ingest,
             &mut self.stack.edge.worker.proc,
+            &mut self.stack.upstash.proc,
+            &mut self.stack.redis.proc,
             &mut self.stack.nats.proc,
             &mut self.pg.proc,
             &mut self.debezium,

@@ -10,6 +10,7 @@ use async_nats::jetstream;
 
 use crate::edge::Edge;
 use crate::process::Proc;
+use crate::upstash_local::{Redis, UpstashLocal, start_pair, upstash_local_binary};
 use crate::{logged_after, repo_root, wait_for_proc};
 
 /// How long any one component may take to become ready.
@@ -308,35 +309,50 @@ impl StackOptions {
     }
 }
 
-/// nats-server, the Worker and ingest, wired together, with a test API key.
+/// nats-server, the Worker and ingest, wired together, with a test API key,
+/// and per-key limits on: redis-server behind `upstash-local`.
 /// Fields drop in reverse order of start: ingest first.
 pub struct Stack {
     /// ingest.
     pub ingest: Proc,
     /// The Worker, with its secrets.
     pub edge: Edge,
+    /// The limits store the Worker uses, as Upstash would be in production.
+    pub upstash: UpstashLocal,
+    /// The Redis behind it (state under `<state_dir>/redis`, kept across runs).
+    pub redis: Redis,
     /// nats-server.
     pub nats: Nats,
     /// A key readable for every game, created through the admin route.
     pub api_key: String,
+    /// Its id (admin routes: usage, revoke).
+    pub api_key_id: String,
     /// Where the logs are.
     pub log_dir: PathBuf,
 }
 
 /// The state directory's test key if the Worker still accepts it, else a new
 /// one created through the admin route and saved next to the secrets.
-async fn test_key(edge: &Edge, dir: &Path) -> anyhow::Result<String> {
+async fn test_key(edge: &Edge, dir: &Path) -> anyhow::Result<(String, String)> {
     let mut secrets = crate::edge::Secrets::load_or_create(dir)?;
-    if let Some(key) = &secrets.api_key
+    if let (Some(key), Some(id)) = (&secrets.api_key, &secrets.api_key_id)
         && edge.get("/api/games", key).await?.0 == 200
     {
-        return Ok(key.clone());
+        return Ok((key.clone(), id.clone()));
     }
+    // Limits a demo page and a few curl streams stay far below, so a new
+    // user sees limits on without tripping over them.
     let key = edge
-        .create_key(serde_json::json!({"name": "local test key", "test": true}))
-        .await?
-        .0;
-    secrets.api_key = Some(key.clone());
+        .create_key(serde_json::json!({
+            "name": "local test key",
+            "test": true,
+            "max_streams": 20,
+            "connects_per_minute": 120,
+            "requests_per_minute": 600,
+        }))
+        .await?;
+    secrets.api_key = Some(key.0.clone());
+    secrets.api_key_id = Some(key.1.clone());
     secrets.save(dir)?;
     Ok(key)
 }
@@ -351,14 +367,26 @@ impl Stack {
             &logs.join("nats.log"),
         )
         .await?;
+        let upstash_token = crate::fixtures::random_secret()?;
+        let (redis, upstash) = start_pair(
+            &options.state_dir.join("redis"),
+            &upstash_local_binary()?,
+            &upstash_token,
+            true,
+        )
+        .await?;
         let heartbeat = options.heartbeat_secs.to_string();
         let edge = Edge::start_in(
             &options.state_dir,
             options.worker_port,
-            &[("HEARTBEAT_SECS", heartbeat.as_str())],
+            &[
+                ("HEARTBEAT_SECS", heartbeat.as_str()),
+                ("UPSTASH_REDIS_REST_URL", upstash.url.as_str()),
+                ("UPSTASH_REDIS_REST_TOKEN", upstash_token.as_str()),
+            ],
         )
         .await?;
-        let api_key = test_key(&edge, &options.state_dir).await?;
+        let (api_key, api_key_id) = test_key(&edge, &options.state_dir).await?;
         let ingest = start_ingest(
             &nats.url,
             &edge.worker.url,
@@ -368,8 +396,11 @@ impl Stack {
         Ok(Self {
             ingest,
             edge,
+            upstash,
+            redis,
             nats,
             api_key,
+            api_key_id,
             log_dir: logs,
         })
     }

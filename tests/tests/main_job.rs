@@ -144,8 +144,29 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
     first.line("Up and running (0 rounds").await;
     let (worker, key) = first.worker_and_key().await;
     a_round_arrives(&worker, &key).await;
+    // Limits are on, and the printed command shows the key's usage.
+    let health = http_client()
+        .get(format!("{worker}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(health.contains(r#""limits":"on""#), "{health}");
+    let usage_line = first.line("its usage").await;
+    let command = usage_line.trim().trim_start_matches("its usage").trim();
+    let output = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .current_dir(devstack::repo_root())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{command}: {output:?}");
+    let usage: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(usage["usage"][0]["connects"].as_i64() >= Some(1), "{usage}");
     let groups = RunRecord::load(&state).expect("run.json while running");
-    assert_eq!(groups.children.len(), 5, "five process groups recorded");
+    assert_eq!(groups.children.len(), 7, "seven process groups recorded");
     assert!(first.interrupt().await.success());
     for (name, pid, _) in &groups.children {
         assert!(!group_alive(*pid), "{name} (pid {pid}) outlived Ctrl-C");

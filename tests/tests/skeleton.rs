@@ -144,7 +144,10 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
         .send()
         .await
         .expect("GET /healthz");
-    assert_eq!(response.text().await.expect("body"), r#"{"status":"ok"}"#);
+    assert_eq!(
+        response.text().await.expect("body"),
+        r#"{"status":"ok","limits":"on","limits_failed_open":0}"#
+    );
 
     // A client connects before the round exists: `retry:` only, no `initial`
     // (had the bogus round been stored, an `initial` for 999 would come first).

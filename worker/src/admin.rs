@@ -19,7 +19,8 @@ use worker::{Date, Env, Headers, Request, Response};
 use crate::config::{ADMIN_TOKEN, KEYS, STREAMS, secret};
 use crate::error::{ApiError, ApiResult};
 
-const ID_PREFIX: &str = "id:";
+/// Prefix of the KV entry naming a key id's hash.
+pub(crate) const ID_PREFIX: &str = "id:";
 
 /// Refuses the request unless it carries the admin token.
 pub(crate) fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
@@ -60,6 +61,8 @@ struct CreateKey {
     max_streams: Option<u32>,
     #[serde(default)]
     connects_per_minute: Option<u32>,
+    #[serde(default)]
+    requests_per_minute: Option<u32>,
     /// `sk_test_` instead of `sk_live_`.
     #[serde(default)]
     test: bool,
@@ -73,7 +76,8 @@ struct Created {
     record: ApiKeyRecord,
 }
 
-fn random_bytes(buf: &mut [u8]) -> worker::Result<()> {
+/// Fills `buf` from `crypto.getRandomValues`.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> worker::Result<()> {
     let crypto: web_sys::Crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
         .map_err(worker::Error::from)?
         .dyn_into()
@@ -177,6 +181,7 @@ pub(crate) async fn create_key(mut req: Request, env: Env) -> ApiResult<Response
         origins: input.origins,
         max_streams: input.max_streams,
         connects_per_minute: input.connects_per_minute,
+        requests_per_minute: input.requests_per_minute,
         created_at: now_rfc3339(),
         expires_at: input.expires_at,
         revoked: false,
@@ -247,6 +252,38 @@ pub(crate) async fn revoke_key(env: Env, id: &str) -> ApiResult<Response> {
     crate::auth::forget(&kv_key);
     worker::console_log!("admin: revoked API key {id}");
     json_response(200, to_json(&record)?)
+}
+
+/// `GET /admin/keys/:id/usage?days=N` (1–90, default 7): the key's usage per
+/// UTC day, newest first; 404 for an unknown id.
+pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Response> {
+    let days = match req
+        .url()?
+        .query_pairs()
+        .find(|(name, _)| name == "days")
+        .map(|(_, value)| value.into_owned())
+    {
+        None => 7,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=shared::limits::USAGE_KEEP_DAYS).contains(d))
+            .ok_or_else(|| ApiError::bad_request("days must be 1 to 90"))?,
+    };
+    let known = env
+        .kv(KEYS)?
+        .get(&format!("{ID_PREFIX}{id}"))
+        .text()
+        .await?
+        .is_some();
+    if !known {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no API key with this id",
+        ));
+    }
+    let body = crate::limits::usage(&env, id, days).await?;
+    json_response(200, to_json(&body)?)
 }
 
 /// `GET /admin/streams/:kind/:name`: a stream object's socket count, stored

@@ -18,6 +18,15 @@ pub(crate) const MAX_LIMIT: i64 = 1000;
 pub(crate) const DEFAULT_LIMIT: i64 = 50;
 
 fn json(admitted: &Admitted, body: Vec<u8>) -> ApiResult<Response> {
+    json_with_status(admitted, 200, body)
+}
+
+/// A JSON answer to an admitted request, with its CORS header.
+pub(crate) fn json_with_status(
+    admitted: &Admitted,
+    status: u16,
+    body: Vec<u8>,
+) -> ApiResult<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
@@ -25,7 +34,10 @@ fn json(admitted: &Admitted, body: Vec<u8>) -> ApiResult<Response> {
         headers.set("access-control-allow-origin", origin)?;
         headers.set("vary", "origin")?;
     }
-    Ok(Response::builder().with_headers(headers).fixed(body))
+    Ok(Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(body))
 }
 
 fn to_json<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
@@ -34,7 +46,7 @@ fn to_json<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
 
 /// `GET /api/games`: the games this key may read.
 pub(crate) async fn games(req: Request, env: Env) -> ApiResult<Response> {
-    let admitted = auth::authenticate(&req, &env).await?;
+    let admitted = auth::admit_request(&req, &env, &[]).await?;
     let record = &admitted.record;
     let games: Vec<GameEntry> = directory::games(&env)
         .await?
@@ -68,7 +80,7 @@ async fn object_get(env: &Env, stream: &StreamName, path: &str) -> ApiResult<(u1
 /// `GET /api/games/:game/latest`.
 pub(crate) async fn latest(req: Request, env: Env, game: &str) -> ApiResult<Response> {
     let stream = game_slug(game)?;
-    let admitted = auth::admit(&req, &env, std::slice::from_ref(&stream)).await?;
+    let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
     match object_get(&env, &stream, "/latest").await? {
         (200, body) => json(&admitted, body),
         (404, _) => Err(ApiError::new(
@@ -105,7 +117,7 @@ pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Resp
             .parse::<i64>()
             .map_err(|_| ApiError::bad_request("before must be a round id"))?,
     };
-    let admitted = auth::admit(&req, &env, std::slice::from_ref(&stream)).await?;
+    let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
     match object_get(
         &env,
         &stream,

@@ -10,24 +10,32 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::config::{KEYS, StreamConfig};
-use crate::directory;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::{self, LeaseHandle};
+use crate::{directory, tokens};
 
-/// A request whose key may read what it asked for.
+/// A request whose key (or browser token) may read what it asked for.
 pub(crate) struct Admitted {
-    /// The key's record.
+    /// The key's record; for a token, with the token's narrower scopes.
     pub(crate) record: ApiKeyRecord,
-    /// `key:<sha256>`, to re-check the key while a stream is open.
+    /// `key:<sha256>` of the key (a token's parent), to re-check it while a
+    /// stream is open.
     pub(crate) kv_key: String,
     /// Value for `Access-Control-Allow-Origin`, if any.
     pub(crate) allow_origin: Option<String>,
+    /// The credential was a browser token, not the key itself.
+    pub(crate) via_token: bool,
+    /// The stream's slot under the key's `max_streams`, while it is open.
+    pub(crate) lease: Option<LeaseHandle>,
 }
 
-/// The key from `?api_key=` (EventSource cannot send headers) or from
-/// `Authorization: Bearer <key>`.
+/// The credential from `?api_key=` or `?token=` (EventSource cannot send
+/// headers) or from `Authorization: Bearer <key or token>`.
 pub(crate) fn presented_key(req: &Request) -> Option<String> {
     if let Ok(url) = req.url()
-        && let Some((_, key)) = url.query_pairs().find(|(name, _)| name == "api_key")
+        && let Some((_, key)) = url
+            .query_pairs()
+            .find(|(name, _)| name == "api_key" || name == "token")
     {
         return Some(key.into_owned());
     }
@@ -105,6 +113,37 @@ pub(crate) async fn lookup(env: &Env, kv_key: &str) -> ApiResult<Option<ApiKeyRe
     Ok(record)
 }
 
+thread_local! {
+    // Key id → `key:<sha256>`: never changes once written, so kept for good
+    // (bounded like the record cache).
+    static IDS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+/// `key:<sha256>` of the key with id `id` (KV `id:<id>`), `Ok(None)` if no
+/// such key. Used for browser tokens, which name their parent key by id.
+pub(crate) async fn kv_key_of_id(env: &Env, id: &str) -> ApiResult<Option<String>> {
+    if let Some(known) = IDS.with(|ids| ids.borrow().get(id).cloned()) {
+        return Ok(Some(known));
+    }
+    let Some(hash) = env
+        .kv(KEYS)?
+        .get(&format!("{}{id}", crate::admin::ID_PREFIX))
+        .text()
+        .await?
+    else {
+        return Ok(None);
+    };
+    let kv_key = format!("{}{hash}", apikey::KV_PREFIX);
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if ids.len() >= CACHE_MAX {
+            ids.clear();
+        }
+        ids.insert(id.to_string(), kv_key.clone());
+    });
+    Ok(Some(kv_key))
+}
+
 /// Drops a key from this isolate's cache (after the admin route changed it).
 pub(crate) fn forget(kv_key: &str) {
     CACHE.with(|cache| cache.borrow_mut().remove(kv_key));
@@ -124,15 +163,21 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
             "an API key is required: ?api_key=… or Authorization: Bearer …",
         )
     })?;
-    let unknown = || ApiError::new(ErrorCode::InvalidApiKey, "unknown API key");
-    if !apikey::is_well_formed(&key) {
-        return Err(unknown());
-    }
-    let kv_key = apikey::kv_key(&key);
-    let record = lookup(env, &kv_key).await?.ok_or_else(unknown)?;
-    record
-        .check_usable(Date::now().as_millis() as i64)
-        .map_err(|why| ApiError::new(ErrorCode::InvalidApiKey, why.to_string()))?;
+    let via_token = shared::token::looks_like_token(&key);
+    let (record, kv_key) = if via_token {
+        tokens::resolve(env, &key).await?
+    } else {
+        let unknown = || ApiError::new(ErrorCode::InvalidApiKey, "unknown API key");
+        if !apikey::is_well_formed(&key) {
+            return Err(unknown());
+        }
+        let kv_key = apikey::kv_key(&key);
+        let record = lookup(env, &kv_key).await?.ok_or_else(unknown)?;
+        record
+            .check_usable(Date::now().as_millis() as i64)
+            .map_err(|why| ApiError::new(ErrorCode::InvalidApiKey, why.to_string()))?;
+        (record, kv_key)
+    };
     let origin = req.headers().get("origin").ok().flatten();
     let allow_origin = match (&record.origins, origin) {
         (None, _) => Some("*".to_string()),
@@ -150,16 +195,42 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
         record,
         kv_key,
         allow_origin,
+        via_token,
+        lease: None,
     })
 }
 
-/// Authenticates and checks that the key may read every one of `streams`.
+/// Authenticates, checks that the key may read every one of `streams`, and
+/// takes a slot under its stream limits (DESIGN §3.8).
 ///
-/// This is the one place a stream is admitted: per-key limits (DESIGN §3.8)
-/// hook in here.
+/// This is the one place a stream is admitted.
 pub(crate) async fn admit(req: &Request, env: &Env, streams: &[StreamName]) -> ApiResult<Admitted> {
+    let mut admitted = authenticate(req, env).await?;
+    check_scopes(env, &admitted.record, streams).await?;
+    admitted.lease = limits::admit_stream(env, &admitted.record).await?;
+    Ok(admitted)
+}
+
+/// Authenticates a REST request, checks its scopes for `streams` (none for a
+/// listing) and counts it under the key's request limit.
+pub(crate) async fn admit_request(
+    req: &Request,
+    env: &Env,
+    streams: &[StreamName],
+) -> ApiResult<Admitted> {
     let admitted = authenticate(req, env).await?;
-    let record = &admitted.record;
+    check_scopes(env, &admitted.record, streams).await?;
+    limits::admit_request(env, &admitted.record).await?;
+    Ok(admitted)
+}
+
+/// 403 unless `record` may read every one of `streams` (the directory is
+/// asked for a game's type only when the key is scoped by type).
+pub(crate) async fn check_scopes(
+    env: &Env,
+    record: &ApiKeyRecord,
+    streams: &[StreamName],
+) -> ApiResult<()> {
     let mut types_of_games = None;
     for stream in streams {
         let allowed = match stream {
@@ -196,5 +267,5 @@ pub(crate) async fn admit(req: &Request, env: &Env, streams: &[StreamName]) -> A
             ));
         }
     }
-    Ok(admitted)
+    Ok(())
 }

@@ -22,7 +22,7 @@ use shared::sse;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortSignal;
-use worker::{Date, EncodeBody, Env, Headers, Request, RequestInit, Response, WebSocket};
+use worker::{Context, Date, EncodeBody, Env, Headers, Request, RequestInit, Response, WebSocket};
 
 use crate::auth::{self, Admitted};
 use crate::config::{STREAMS, StreamConfig};
@@ -33,6 +33,7 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) async fn single_stream(
     req: Request,
     env: Env,
+    ctx: Context,
     stream: StreamName,
 ) -> ApiResult<Response> {
     let resume = match last_event_id(&req) {
@@ -43,12 +44,16 @@ pub(crate) async fn single_stream(
         ),
     };
     let admitted = auth::admit(&req, &env, std::slice::from_ref(&stream)).await?;
-    open(&req, &env, admitted, vec![(stream, resume)], false).await
+    open(&req, &env, ctx, admitted, vec![(stream, resume)], false).await
 }
 
 /// `GET /sse?games=a,b&types=x`: several streams on one connection, whose
 /// `id:` is a cursor over all of them.
-pub(crate) async fn multiplexed_stream(req: Request, env: Env) -> ApiResult<Response> {
+pub(crate) async fn multiplexed_stream(
+    req: Request,
+    env: Env,
+    ctx: Context,
+) -> ApiResult<Response> {
     let url = req.url()?;
     let query = |name: &str| {
         url.query_pairs()
@@ -67,7 +72,7 @@ pub(crate) async fn multiplexed_stream(req: Request, env: Env) -> ApiResult<Resp
             (m, id)
         })
         .collect();
-    open(&req, &env, admitted, members, true).await
+    open(&req, &env, ctx, admitted, members, true).await
 }
 
 /// `Last-Event-ID` from the header (browsers, on reconnect) or
@@ -118,6 +123,7 @@ async fn subscribe(
 async fn open(
     req: &Request,
     env: &Env,
+    ctx: Context,
     admitted: Admitted,
     members: Vec<(StreamName, Option<i64>)>,
     multiplexed: bool,
@@ -138,6 +144,9 @@ async fn open(
         }
     }
     if let Some(err) = failure {
+        if let Some(lease) = admitted.lease {
+            crate::limits::release(env, lease, &ctx);
+        }
         for socket in &sockets {
             let _ = socket.close(Some(1011), Some("subscription incomplete"));
         }
@@ -160,6 +169,8 @@ async fn open(
         config,
         env: env.clone(),
         kv_key: admitted.kv_key,
+        lease: RefCell::new(admitted.lease),
+        ctx,
         cursor: RefCell::new(cursor),
         ended: Cell::new(false),
         interval: RefCell::new(None),
@@ -259,6 +270,12 @@ struct Client {
     config: StreamConfig,
     env: Env,
     kv_key: String,
+    /// The stream's slot under its key's `max_streams`, given back at the end.
+    lease: RefCell<Option<crate::limits::LeaseHandle>>,
+    /// The request's context: Upstash calls made after the response ended
+    /// (giving the slot back) run under its `waitUntil`, or the runtime
+    /// cancels them with the request.
+    ctx: Context,
     /// `Some` for a multiplexed stream: the last id seen per member.
     cursor: RefCell<Option<Cursor>>,
     ended: Cell<bool>,
@@ -362,6 +379,7 @@ impl Client {
         if self.ended.get() {
             return;
         }
+        crate::limits::tick(&self.env, &self.ctx);
         let now = Date::now().as_millis() as f64;
         // A little slack so a timer firing early still counts.
         let due = |last: f64, every: Duration| now - last >= every.as_millis() as f64 - 50.0;
@@ -395,6 +413,9 @@ impl Client {
         }
         if let Some(id) = self.interval.borrow_mut().take() {
             timers::clear_interval(&id);
+        }
+        if let Some(lease) = self.lease.borrow_mut().take() {
+            crate::limits::release(&self.env, lease, &self.ctx);
         }
         let reason = match end {
             End::ObjectClosed => "stream closed",

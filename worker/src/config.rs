@@ -13,6 +13,12 @@ pub(crate) const DIRECTORY: &str = "DIRECTORY";
 pub(crate) const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// Secret that signs ingest batches (`.dev.vars` locally, `wrangler secret put`).
 pub(crate) const INGEST_SECRET: &str = "INGEST_SECRET";
+/// Secret that signs browser tokens (`st_…`).
+pub(crate) const TOKEN_SECRET: &str = "TOKEN_SECRET";
+/// Upstash's own secret names: the REST endpoint and its token (DESIGN §3.8).
+pub(crate) const UPSTASH_URL: &str = "UPSTASH_REDIS_REST_URL";
+/// See [`UPSTASH_URL`].
+pub(crate) const UPSTASH_TOKEN: &str = "UPSTASH_REDIS_REST_TOKEN";
 
 /// Tunables of a stream, with the defaults of DESIGN §3.2 and §3.7.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +56,55 @@ impl StreamConfig {
             max_queued_chunks: u32::try_from(num("MAX_QUEUED_CHUNKS", 1024)).unwrap_or(1024),
             key_recheck: Duration::from_secs(num("KEY_RECHECK_SECS", 20)),
             key_cache: Duration::from_secs(num("KEY_CACHE_SECS", 10)),
+        }
+    }
+}
+
+/// How per-key limits are enforced (DESIGN §3.8), from `[vars]` and secrets.
+#[derive(Debug, Clone)]
+pub(crate) struct LimitsConfig {
+    /// The Upstash endpoint and token; `None`: limits are off.
+    pub(crate) upstash: Option<(String, String)>,
+    /// Longest wait for Upstash before the fail policy applies.
+    pub(crate) timeout: Duration,
+    /// `LIMITS_FAIL=closed`: answer 503 when Upstash cannot be asked.
+    pub(crate) fail_closed: bool,
+    /// Limits of keys that have none of their own.
+    pub(crate) defaults: shared::limits::Limits,
+    /// How long a stream's lease lives unless refreshed: two heartbeats, so a
+    /// Worker that vanished frees its slots within two heartbeat intervals.
+    pub(crate) lease_ttl: Duration,
+    /// How often the leases are refreshed: every heartbeat.
+    pub(crate) refresh_every: Duration,
+}
+
+impl LimitsConfig {
+    /// Reads `UPSTASH_REDIS_REST_URL`/`_TOKEN`, `LIMITS_TIMEOUT_MS`,
+    /// `LIMITS_FAIL` and the `DEFAULT_*` limits.
+    pub(crate) fn from_env(env: &Env) -> Self {
+        let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
+        let num = |name: &str, default: u32| -> u32 {
+            var(name)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(default)
+        };
+        let upstash = match (secret(env, UPSTASH_URL), secret(env, UPSTASH_TOKEN)) {
+            (Some(url), Some(token)) => Some((url.trim_end_matches('/').to_string(), token)),
+            _ => None,
+        };
+        let heartbeat = StreamConfig::from_env(env).heartbeat;
+        Self {
+            upstash,
+            timeout: Duration::from_millis(u64::from(num("LIMITS_TIMEOUT_MS", 200).max(1))),
+            fail_closed: var("LIMITS_FAIL")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("closed")),
+            defaults: shared::limits::Limits {
+                max_streams: num("DEFAULT_MAX_STREAMS", 0),
+                connects_per_minute: num("DEFAULT_CONNECTS_PER_MINUTE", 0),
+                requests_per_minute: num("DEFAULT_REQUESTS_PER_MINUTE", 0),
+            },
+            lease_ttl: heartbeat * 2,
+            refresh_every: heartbeat,
         }
     }
 }

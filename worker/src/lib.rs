@@ -6,7 +6,11 @@
 //! - `auth`: API key lookup in KV (only SHA-256 hashes are stored there) and
 //!   stream admission (scopes, origins): the one place a stream is admitted.
 //! - `api`: the public REST routes (games, latest round, history).
-//! - `admin`: key creation, listing and revocation; stream statistics.
+//! - `admin`: key creation, listing, revocation and usage; stream statistics.
+//! - `limits`: per-key stream, connect and request limits and daily usage in
+//!   Upstash Redis (over `upstash`, the `fetch` transport of its REST
+//!   protocol), with the fail-open / fail-closed policy.
+//! - `tokens`: short-lived browser tokens minted from a key.
 //! - `ingest`: `POST /internal/rounds`, signed batches from ingest, fanned out
 //!   to the Durable Objects concerned; 2xx only once every one has stored.
 //! - `bridge`: the client side of an SSE stream: one WebSocket to the stream's
@@ -28,8 +32,11 @@ mod config;
 mod directory;
 mod error;
 mod ingest;
+mod limits;
 pub mod router;
 mod stream_object;
+mod tokens;
+mod upstash;
 
 pub use directory::Directory;
 pub use stream_object::StreamObject;
@@ -37,6 +44,6 @@ pub use stream_object::StreamObject;
 use worker::{Context, Env, Request, Response, Result, event};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    router::handle(req, env).await
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    router::handle(req, env, ctx).await
 }

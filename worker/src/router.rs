@@ -5,24 +5,33 @@
 use shared::cursor::StreamName;
 use shared::error::ErrorCode;
 use shared::names;
-use worker::{Env, Headers, Method, Request, Response, Result};
+use worker::{Context, Env, Headers, Method, Request, Response, Result};
 
 use crate::error::{ApiError, ApiResult};
-use crate::{admin, api, auth, bridge, ingest};
+use crate::{admin, api, auth, bridge, ingest, limits, tokens};
 
 /// Handles one request to the Worker.
-pub async fn handle(req: Request, env: Env) -> Result<Response> {
+///
+/// `ctx` keeps the request alive for work that must finish after the
+/// response ended (a stream giving its limit slot back).
+pub async fn handle(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = req.path();
     let method = req.method();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let outcome = route(req, env, &method, &segments).await;
+    let outcome = route(req, env, ctx, &method, &segments).await;
     match outcome {
         Ok(response) => Ok(response),
         Err(err) => err.into_response(),
     }
 }
 
-async fn route(req: Request, env: Env, method: &Method, segments: &[&str]) -> ApiResult<Response> {
+async fn route(
+    req: Request,
+    env: Env,
+    ctx: Context,
+    method: &Method,
+    segments: &[&str],
+) -> ApiResult<Response> {
     use Method::{Delete, Get, Head, Options, Post};
     let public = matches!(segments.first(), Some(&"sse") | Some(&"api"));
     if *method == Options && public {
@@ -36,23 +45,27 @@ async fn route(req: Request, env: Env, method: &Method, segments: &[&str]) -> Ap
         ["favicon.ico"] => Ok(Response::builder().with_status(204).empty()),
         ["healthz"] => {
             allow(method, &[Get, Head])?;
-            healthz()
+            healthz(&env)
         }
         ["sse"] => {
             allow(method, &[Get])?;
-            bridge::multiplexed_stream(req, env).await
+            bridge::multiplexed_stream(req, env, ctx).await
         }
         ["sse", "type", game_type] => {
             allow(method, &[Get])?;
             let game_type = names::validate(game_type)
                 .map_err(|e| ApiError::bad_request(format!("invalid game type: {e}")))?;
-            bridge::single_stream(req, env, StreamName::Type(game_type.to_owned())).await
+            bridge::single_stream(req, env, ctx, StreamName::Type(game_type.to_owned())).await
         }
         ["sse", game] => {
             allow(method, &[Get])?;
             let slug = names::validate(game)
                 .map_err(|e| ApiError::bad_request(format!("invalid game slug: {e}")))?;
-            bridge::single_stream(req, env, StreamName::Game(slug.to_owned())).await
+            bridge::single_stream(req, env, ctx, StreamName::Game(slug.to_owned())).await
+        }
+        ["api", "tokens"] => {
+            allow(method, &[Post])?;
+            tokens::mint(req, env).await
         }
         ["api", "games"] => {
             allow(method, &[Get])?;
@@ -78,6 +91,11 @@ async fn route(req: Request, env: Env, method: &Method, segments: &[&str]) -> Ap
             } else {
                 admin::list_keys(env).await
             }
+        }
+        ["admin", "keys", id, "usage"] => {
+            allow(method, &[Get])?;
+            admin::authorize(&req, &env)?;
+            admin::usage(&req, env, id).await
         }
         ["admin", "keys", id] => {
             allow(method, &[Delete])?;
@@ -125,13 +143,23 @@ fn demo_page() -> ApiResult<Response> {
         .fixed(include_str!("demo.html").as_bytes().to_vec()))
 }
 
-fn healthz() -> ApiResult<Response> {
+/// `{"status":"ok","limits":"on"|"off"}`; with limits on, also how many
+/// admissions this isolate let through because Upstash could not be asked.
+fn healthz(env: &Env) -> ApiResult<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
+    let body = if limits::enabled(env) {
+        format!(
+            r#"{{"status":"ok","limits":"on","limits_failed_open":{}}}"#,
+            limits::failed_open()
+        )
+    } else {
+        r#"{"status":"ok","limits":"off"}"#.to_string()
+    };
     Ok(Response::builder()
         .with_headers(headers)
-        .fixed(br#"{"status":"ok"}"#.to_vec()))
+        .fixed(body.into_bytes()))
 }
 
 /// CORS preflight of the public routes. When the URL carries the key
@@ -154,10 +182,10 @@ async fn preflight(req: &Request, env: &Env) -> ApiResult<Response> {
             origin
         };
         headers.set("access-control-allow-origin", &allow_origin)?;
-        headers.set("access-control-allow-methods", "GET, HEAD, OPTIONS")?;
+        headers.set("access-control-allow-methods", "GET, HEAD, POST, OPTIONS")?;
         headers.set(
             "access-control-allow-headers",
-            "authorization, last-event-id, cache-control",
+            "authorization, last-event-id, cache-control, content-type",
         )?;
         headers.set("access-control-max-age", "86400")?;
         headers.set("vary", "origin")?;

@@ -1,7 +1,7 @@
 //! The main-job command (`scripts/dev.sh`): brings up, on loopback,
 //! PostgreSQL with the reference schema and a few games, the real Debezium
-//! engine, nats-server with JetStream, ingest and the Worker under `wrangler
-//! dev`; creates a test API key through the admin route; prints where
+//! engine, nats-server with JetStream, ingest, redis-server behind
+//! `upstash-local` (per-key limits) and the Worker under `wrangler dev`; creates a test API key through the admin route; prints where
 //! everything is; and INSERTs finished rounds at a steady pace until Ctrl-C,
 //! which stops everything it started. State lives in `.local/`; the next run
 //! resumes it (`--fresh` starts over).
@@ -69,7 +69,8 @@ fn outcome(game_type: &str) -> String {
 
 fn usage() -> &'static str {
     "usage: scripts/dev.sh [--fresh]\n\n\
-     Brings up PostgreSQL, the Debezium engine, nats-server, ingest and the Worker on\n\
+     Brings up PostgreSQL, the Debezium engine, nats-server, ingest, redis-server behind\n\
+     upstash-local (per-key limits) and the Worker on\n\
      loopback with their state in .local/, and INSERTs a finished round every\n\
      GAMEFEED_ROUND_EVERY_MS (1000). A second run resumes that state: the same\n\
      database, stream, Worker storage, API key and admin token.\n\n\
@@ -152,6 +153,8 @@ async fn run() -> anyhow::Result<()> {
     };
     for proc in [
         &system.stack.nats.proc,
+        &system.stack.redis.proc,
+        &system.stack.upstash.proc,
         &system.stack.edge.worker.proc,
         &system.stack.ingest,
         &system.pg.proc,
@@ -171,11 +174,13 @@ async fn run() -> anyhow::Result<()> {
     let worker = stack.edge.worker.url.clone();
     let key = stack.api_key.clone();
     println!(
-        "\nUp and running ({rounds} rounds in the database so far):\n  demo page    {worker}/?api_key={key}\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  PostgreSQL   127.0.0.1:{pg_port} database games   (psql -h 127.0.0.1 -p {pg_port} -U postgres games)\n  Debezium     log {state}/debezium/debezium.log\n  ingest       (log {logs}/ingest.log)\n  API key      {key}\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n\nWatch rounds arrive:\n  curl -N '{worker}/sse/crash?api_key={key}'\n\nINSERTing a finished round every {every:?} (GAMEFEED_ROUND_EVERY_MS). Ctrl-C stops everything.\n",
+        "\nUp and running ({rounds} rounds in the database so far):\n  demo page    {worker}/?api_key={key}\n  Worker       {worker}   (log {logs}/worker.log)\n  nats-server  {nats}   (log {logs}/nats.log)\n  PostgreSQL   127.0.0.1:{pg_port} database games   (psql -h 127.0.0.1 -p {pg_port} -U postgres games)\n  Debezium     log {state}/debezium/debezium.log\n  ingest       (log {logs}/ingest.log)\n  limits       upstash-local {upstash} in front of redis-server   (log {state}/redis/upstash-local.log)\n  API key      {key}\n  its limits   at most 20 streams open, 120 new streams and 600 requests a minute\n  admin token  {admin}   (FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh list)\n  its usage    FEED_URL={worker} ADMIN_TOKEN={admin} scripts/keys.sh usage {key_id}\n\nWatch rounds arrive:\n  curl -N '{worker}/sse/crash?api_key={key}'\n\nINSERTing a finished round every {every:?} (GAMEFEED_ROUND_EVERY_MS). Ctrl-C stops everything.\n",
         nats = stack.nats.url,
         logs = stack.log_dir.display(),
         state = state.display(),
         admin = stack.edge.admin_token,
+        upstash = stack.upstash.url,
+        key_id = stack.api_key_id,
     );
 
     let mut ticker = tokio::time::interval(every);

@@ -1,0 +1,469 @@
+//! Per-key limits, usage and browser tokens at the edge (DESIGN §3.8), against
+//! real workerd (wrangler dev) and a real redis-server behind `upstash-local`.
+//! Upstash itself is the one part that cannot run here; `upstash-local` speaks
+//! its REST protocol (checked against Upstash's own JS client in
+//! `upstash_local.rs`).
+
+// A failed expectation is a failed test: panicking is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use devstack::edge::{Edge, TIMEOUT, events, frame, round};
+use devstack::sse::SseClient;
+use devstack::upstash_local::{Redis, UpstashLocal};
+use devstack::{upstash_client, wait_for};
+use reqwest::Method;
+use serde_json::{Value, json};
+use shared::EventKind::New;
+use shared::upstash::Command;
+
+/// redis-server, upstash-local in front of it, and a Worker wired to them.
+/// Fields drop in order: the Worker first.
+struct Limited {
+    edge: Edge,
+    upstash: UpstashLocal,
+    _redis: Redis,
+    _dir: tempfile::TempDir,
+}
+
+impl Limited {
+    async fn start(vars: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let redis = Redis::start(&dir.path().join("redis"), &dir.path().join("redis.log"))
+            .await
+            .unwrap();
+        let upstash = UpstashLocal::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_upstash-local")),
+            &redis,
+            "test-upstash-token",
+            &dir.path().join("upstash.log"),
+        )
+        .await
+        .unwrap();
+        let mut all = vec![
+            ("UPSTASH_REDIS_REST_URL", upstash.url.as_str()),
+            ("UPSTASH_REDIS_REST_TOKEN", "test-upstash-token"),
+        ];
+        all.extend_from_slice(vars);
+        let edge = Edge::start(&all).await.unwrap();
+        Self {
+            edge,
+            upstash,
+            _redis: redis,
+            _dir: dir,
+        }
+    }
+
+    /// Redis as the Worker sees it, through the native transport.
+    async fn redis(&self, command: Command) -> shared::upstash::Value {
+        upstash_client::client(&self.upstash.url, "test-upstash-token", TIMEOUT)
+            .exec(&command)
+            .await
+            .unwrap()
+    }
+
+    /// Open leases of key `id`.
+    async fn leases(&self, id: &str) -> i64 {
+        self.redis(Command::new("ZCARD").arg(format!("gf:{{{id}}}:streams")))
+            .await
+            .as_i64()
+            .unwrap()
+    }
+
+    async fn usage(&self, id: &str) -> Value {
+        let (status, body) = self
+            .edge
+            .admin(Method::GET, &format!("/admin/keys/{id}/usage?days=2"), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        body["usage"][0].clone()
+    }
+}
+
+/// Status, `Retry-After` and body of a GET.
+async fn get(edge: &Edge, path: &str) -> (u16, Option<u32>, Value) {
+    let response = edge.http.get(edge.url(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = response.text().await.unwrap();
+    (
+        status,
+        retry_after,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+async fn stream(edge: &Edge, path: &str) -> SseClient {
+    let mut client = edge.sse(path).await.unwrap();
+    client.read_frames(1, TIMEOUT).await.unwrap();
+    client
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_limit_refuses_the_third_and_readmits_after_one_closes() {
+    let limited = Limited::start(&[("HEARTBEAT_SECS", "2")]).await;
+    let edge = &limited.edge;
+    assert_eq!(
+        get(edge, "/healthz").await.2,
+        json!({"status": "ok", "limits": "on", "limits_failed_open": 0})
+    );
+    let (a, a_id) = edge
+        .create_key(json!({"name": "a", "max_streams": 2}))
+        .await
+        .unwrap();
+    let (b, b_id) = edge
+        .create_key(json!({"name": "b", "max_streams": 1}))
+        .await
+        .unwrap();
+    let (_, listed) = edge.admin(Method::GET, "/admin/keys", None).await.unwrap();
+    let shown = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == a_id.as_str())
+        .unwrap();
+    assert_eq!(shown["max_streams"], 2);
+
+    let first = stream(edge, &format!("/sse/crash?api_key={a}")).await;
+    let _second = stream(edge, &format!("/sse/dice?api_key={a}")).await;
+    assert_eq!(limited.leases(&a_id).await, 2);
+
+    let (status, retry_after, body) = get(edge, &format!("/sse/crash?api_key={a}")).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+
+    // Another key is not affected by a's streams.
+    let b_stream = stream(edge, &format!("/sse/crash?api_key={b}")).await;
+    let (status, _, body) = get(edge, &format!("/sse/crash?api_key={b}")).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"));
+    drop(b_stream);
+
+    // Closing a stream gives its slot back (released, not left to lapse:
+    // the lease leaves the set while the other stream keeps refreshing its own).
+    drop(first);
+    wait_for("a's closed stream to release its slot", TIMEOUT, || async {
+        (limited.leases(&a_id).await == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let _third = stream(edge, &format!("/sse/crash?api_key={a}")).await;
+    assert_eq!(limited.leases(&a_id).await, 2);
+
+    // Usage: three connects, one rejected for a; b: one connect, one rejected.
+    let today = limited.usage(&a_id).await;
+    assert_eq!(
+        (today["connects"].as_i64(), today["rejected"].as_i64()),
+        (Some(3), Some(1)),
+        "{today}"
+    );
+    let today_b = limited.usage(&b_id).await;
+    assert_eq!(
+        (today_b["connects"].as_i64(), today_b["rejected"].as_i64()),
+        (Some(1), Some(1)),
+        "{today_b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_request_rates_and_usage() {
+    let limited = Limited::start(&[("HEARTBEAT_SECS", "1")]).await;
+    let edge = &limited.edge;
+    // Fixed one-minute windows: if a window ends mid-check, check again in
+    // the next one (it cannot end twice within a few seconds).
+    for attempt in 1..=3 {
+        let minute = time::OffsetDateTime::now_utc().unix_timestamp() / 60;
+        let (key, id) = edge
+            .create_key(
+                json!({"name": "rates", "connects_per_minute": 2, "requests_per_minute": 3}),
+            )
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(stream(edge, &format!("/sse/crash?api_key={key}")).await);
+        }
+        let (connect_status, connect_retry, connect_body) =
+            get(edge, &format!("/sse/crash?api_key={key}")).await;
+        let mut request_statuses = Vec::new();
+        for _ in 0..3 {
+            request_statuses.push(get(edge, &format!("/api/games?api_key={key}")).await.0);
+        }
+        let (request_status, request_retry, request_body) =
+            get(edge, &format!("/api/games?api_key={key}")).await;
+        if time::OffsetDateTime::now_utc().unix_timestamp() / 60 != minute && attempt < 3 {
+            continue;
+        }
+        assert_eq!((connect_status, code(&connect_body)), (429, "rate_limited"));
+        assert!(
+            connect_retry.is_some_and(|s| (1..=60).contains(&s)),
+            "{connect_retry:?}"
+        );
+        assert_eq!(request_statuses, [200, 200, 200]);
+        assert_eq!((request_status, code(&request_body)), (429, "rate_limited"));
+        assert!(request_retry.is_some_and(|s| (1..=60).contains(&s)));
+
+        // Stream seconds are counted when a stream ends: hold one past a
+        // heartbeat (≥ 1 s), then close it.
+        let mut long = held.pop().unwrap();
+        long.read_until(": heartbeat", TIMEOUT).await.unwrap();
+        long.read_until(": heartbeat", TIMEOUT).await.unwrap();
+        drop(long);
+        wait_for("stream seconds in the usage", TIMEOUT, || async {
+            let today = limited.usage(&id).await;
+            (today["stream_seconds"].as_i64() >= Some(1)).then_some(today)
+        })
+        .await
+        .unwrap();
+        let today = limited.usage(&id).await;
+        assert_eq!(
+            today["day"],
+            shared::limits::day(time::OffsetDateTime::now_utc().unix_timestamp() * 1000)
+        );
+        assert_eq!(
+            (
+                today["connects"].as_i64(),
+                today["rejected"].as_i64(),
+                today["requests"].as_i64()
+            ),
+            (Some(2), Some(2), Some(3)),
+            "{today}"
+        );
+        break;
+    }
+
+    // The usage route: admin only, 404 for an unknown id, days bounded.
+    let response = edge
+        .http
+        .get(edge.url("/admin/keys/key_nope/usage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let (status, body) = edge
+        .admin(Method::GET, "/admin/keys/key_nope/usage", None)
+        .await
+        .unwrap();
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (_, id) = edge.create_key(json!({"name": "idle"})).await.unwrap();
+    for bad in ["0", "91", "x"] {
+        let (status, _) = edge
+            .admin(
+                Method::GET,
+                &format!("/admin/keys/{id}/usage?days={bad}"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "days={bad}");
+    }
+    let (status, body) = edge
+        .admin(Method::GET, &format!("/admin/keys/{id}/usage?days=3"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let days = body["usage"].as_array().unwrap();
+    assert_eq!(days.len(), 3);
+    assert_eq!(days[0]["connects"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_slow_endpoint_fails_open_and_closed_on_request() {
+    let mut limited = Limited::start(&[("LIMITS_TIMEOUT_MS", "200")]).await;
+    let (key, _) = limited
+        .edge
+        .create_key(json!({"name": "one", "max_streams": 1}))
+        .await
+        .unwrap();
+    let _held = stream(&limited.edge, &format!("/sse/crash?api_key={key}")).await;
+
+    // Slow: the endpoint stops answering (SIGSTOP). Admission waits at most
+    // the timeout, then lets the stream in although the key is at its cap.
+    limited.upstash.pause();
+    let started = std::time::Instant::now();
+    let _slow = stream(&limited.edge, &format!("/sse/crash?api_key={key}")).await;
+    let waited = started.elapsed();
+    limited.upstash.resume();
+    assert!(waited >= Duration::from_millis(200), "{waited:?}");
+
+    // Down: refused connections fail open at once.
+    limited.upstash.proc.kill();
+    let _down = stream(&limited.edge, &format!("/sse/dice?api_key={key}")).await;
+    let (status, _, body) = get(&limited.edge, &format!("/api/games?api_key={key}")).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, health) = get(&limited.edge, "/healthz").await;
+    assert!(health["limits_failed_open"].as_u64() >= Some(3), "{health}");
+
+    // LIMITS_FAIL=closed: 503 with Retry-After instead.
+    let closed = Edge::start(&[
+        ("UPSTASH_REDIS_REST_URL", limited.upstash.url.as_str()),
+        ("UPSTASH_REDIS_REST_TOKEN", "test-upstash-token"),
+        ("LIMITS_FAIL", "closed"),
+    ])
+    .await
+    .unwrap();
+    let (key, _) = closed.create_key(json!({"name": "c"})).await.unwrap();
+    for path in [
+        format!("/sse/crash?api_key={key}"),
+        format!("/api/games?api_key={key}"),
+    ] {
+        let (status, retry_after, body) = get(&closed, &path).await;
+        assert_eq!(
+            (status, code(&body)),
+            (503, "unavailable"),
+            "{path}: {body}"
+        );
+        assert!(retry_after.is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_upstash_limits_are_off() {
+    let edge = Edge::start(&[]).await.unwrap();
+    assert_eq!(
+        get(&edge, "/healthz").await.2,
+        json!({"status": "ok", "limits": "off"})
+    );
+    let (key, id) = edge
+        .create_key(json!({"name": "x", "max_streams": 1}))
+        .await
+        .unwrap();
+    let _a = stream(&edge, &format!("/sse/crash?api_key={key}")).await;
+    let _b = stream(&edge, &format!("/sse/crash?api_key={key}")).await;
+    let (status, body) = edge
+        .admin(Method::GET, &format!("/admin/keys/{id}/usage"), None)
+        .await
+        .unwrap();
+    assert_eq!((status, body), (200, json!({"limits": "off", "usage": []})));
+    let log = std::fs::read_to_string(edge.worker.proc.log_path()).unwrap();
+    assert_eq!(log.matches("limits: off").count(), 1, "{log}");
+}
+
+/// Mints a token with `key`; status and body.
+async fn mint(edge: &Edge, key: &str, body: Value) -> (u16, Value) {
+    let response = edge
+        .http
+        .post(edge.url("/api/tokens"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_tokens() {
+    let limited = Limited::start(&[("KEY_RECHECK_SECS", "1"), ("KEY_CACHE_SECS", "1")]).await;
+    let edge = &limited.edge;
+    edge.store(events(
+        New,
+        &[round(1, "crash", "multiplier"), round(2, "dice", "dice")],
+    ))
+    .await
+    .unwrap();
+    let (key, key_id) = edge
+        .create_key(json!({"name": "partner", "games": ["crash", "dice"], "max_streams": 2}))
+        .await
+        .unwrap();
+
+    // Mint: 201, an st_ token, its expiry about ttl seconds ahead.
+    let before = time::OffsetDateTime::now_utc();
+    let (status, minted) = mint(edge, &key, json!({"ttl": 120})).await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("st_"), "{token}");
+    let expires = time::OffsetDateTime::parse(
+        minted["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ahead = (expires - before).whole_seconds();
+    assert!((110..=125).contains(&ahead), "{ahead}");
+
+    // It streams and reads like its key.
+    let mut by_token = stream(edge, &format!("/sse/crash?token={token}")).await;
+    by_token.read_frames(2, TIMEOUT).await.unwrap();
+    assert!(
+        by_token
+            .text()
+            .ends_with(&frame("initial", &round(1, "crash", "multiplier")))
+    );
+    let (status, _) = edge.get("/api/games/dice/latest", &token).await.unwrap();
+    assert_eq!(status, 200);
+
+    // Narrowed: only what it names; never wider than its key (403).
+    let (status, narrow) = mint(edge, &key, json!({"games": ["dice"]})).await;
+    assert_eq!(status, 201);
+    let narrow = narrow["token"].as_str().unwrap();
+    let (status, _, body) = get(edge, &format!("/sse/crash?token={narrow}")).await;
+    assert_eq!((status, code(&body)), (403, "forbidden"));
+    let (status, _) = edge.get("/api/games/dice/latest", narrow).await.unwrap();
+    assert_eq!(status, 200);
+    for wider in [json!({"games": ["wheel"]}), json!({"types": ["dice"]})] {
+        let (status, body) = mint(edge, &key, wider.clone()).await;
+        assert_eq!((status, code(&body)), (403, "forbidden"), "{wider}");
+    }
+    for bad in [
+        json!({"ttl": 0}),
+        json!({"ttl": 3601}),
+        json!({"games": ["Bad Slug"]}),
+        json!({"nope": 1}),
+    ] {
+        let (status, body) = mint(edge, &key, bad.clone()).await;
+        assert_eq!((status, code(&body)), (400, "bad_request"), "{bad}");
+    }
+
+    // A token cannot mint tokens; a token counts against its key's streams.
+    let (status, body) = mint(edge, &token, json!({})).await;
+    assert_eq!((status, code(&body)), (403, "forbidden"));
+    let _second = stream(edge, &format!("/sse/dice?api_key={key}")).await;
+    let (status, _, body) = get(edge, &format!("/sse/dice?token={token}")).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"));
+    assert_eq!(limited.leases(&key_id).await, 2);
+
+    // Forged, malformed, expired: 401 invalid_token.
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, short) = mint(edge, &key, json!({"ttl": 1})).await;
+    assert_eq!(status, 201);
+    let short = short["token"].as_str().unwrap().to_string();
+    for bad in [forged.as_str(), "st_abc", "st_"] {
+        let (status, _, body) = get(edge, &format!("/api/games?token={bad}")).await;
+        assert_eq!((status, code(&body)), (401, "invalid_token"), "{bad}");
+    }
+    wait_for("the one-second token to expire", TIMEOUT, || async {
+        let (status, _, body) = get(edge, &format!("/api/games?token={short}")).await;
+        (status == 401).then_some(body)
+    })
+    .await
+    .map(|body| assert_eq!(body["error"]["message"], "token expired"))
+    .unwrap();
+
+    // The parent revoked: the token is refused and its open stream ends.
+    let (status, _) = edge
+        .admin(Method::DELETE, &format!("/admin/keys/{key_id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    by_token.read_to_end(TIMEOUT).await.unwrap();
+    let (status, _, body) = get(edge, &format!("/sse/crash?token={token}")).await;
+    assert_eq!((status, code(&body)), (401, "invalid_token"));
+
+    // Neither keys nor tokens appear in the Worker's log.
+    let log = std::fs::read_to_string(edge.worker.proc.log_path()).unwrap();
+    for secret in [&key, &token, &short] {
+        assert!(!log.contains(secret.as_str()), "a credential is in the log");
+    }
+}

@@ -1,0 +1,328 @@
+//! Per-key limits and usage at the edge (DESIGN §3.8), against Upstash Redis.
+//!
+//! The rules and Redis commands are in `shared::limits`; this module sends
+//! them and applies the failure policy:
+//! - no Upstash configured: limits are off (said once in the log and by
+//!   `/healthz`);
+//! - Upstash failing or slower than `LIMITS_TIMEOUT_MS`: admitted anyway
+//!   (fail open), counted, logged at most once a minute; with
+//!   `LIMITS_FAIL=closed`, 503 with `Retry-After` instead.
+//!
+//! Stream leases: an admitted stream holds a lease in the key's sorted set.
+//! This isolate keeps the leases of its open streams in one table and
+//! refreshes all of them in one pipeline per heartbeat (driven by the
+//! streams' own timers, whichever ticks first), so Upstash sees one call per
+//! isolate per heartbeat rather than one per stream. A stream gives its
+//! lease back when it ends.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use shared::apikey::ApiKeyRecord;
+use shared::error::ErrorCode;
+use shared::limits::{self, Lease, Limits, Verdict};
+use shared::upstash::{self, Command};
+use worker::{Context, Date, Env};
+
+use crate::config::LimitsConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::upstash::client;
+
+/// A lease held by one open stream; give it back with [`release`].
+#[derive(Debug)]
+pub(crate) struct LeaseHandle(u64);
+
+struct Held {
+    lease: Lease,
+    /// Up to when stream seconds were counted (ms).
+    counted_ms: f64,
+}
+
+#[derive(Default)]
+struct Isolate {
+    leases: HashMap<u64, Held>,
+    next: u64,
+    /// Refresh period (ms), from the configuration of the last admission, so
+    /// a tick with nothing to do returns before reading any configuration.
+    refresh_every_ms: f64,
+    last_refresh_ms: f64,
+    /// Start of the refresh in flight. A refresh whose request was cancelled
+    /// never clears it, so it counts only for a bounded time.
+    refreshing_since: Option<f64>,
+    said_off: bool,
+    last_failure_log_ms: Option<f64>,
+    /// Admissions let through because Upstash could not be asked.
+    failed_open: u64,
+    failures_since_log: u64,
+}
+
+thread_local! {
+    // Plain data only: workerd lets requests share it, not I/O objects.
+    static ISOLATE: RefCell<Isolate> = RefCell::new(Isolate::default());
+}
+
+fn now_ms() -> f64 {
+    Date::now().as_millis() as f64
+}
+
+/// Whether limits are on (`/healthz`), saying once in the log when they are off.
+pub(crate) fn enabled(env: &Env) -> bool {
+    let on = LimitsConfig::from_env(env).upstash.is_some();
+    if !on {
+        ISOLATE.with(|i| {
+            let mut i = i.borrow_mut();
+            if !i.said_off {
+                i.said_off = true;
+                worker::console_log!(
+                    "limits: off (UPSTASH_REDIS_REST_URL / UPSTASH_REDIS_REST_TOKEN not set)"
+                );
+            }
+        });
+    }
+    on
+}
+
+/// Admissions this isolate let through without asking Upstash (for `/healthz`).
+pub(crate) fn failed_open() -> u64 {
+    ISOLATE.with(|i| i.borrow().failed_open)
+}
+
+/// Upstash could not be asked: the failure policy.
+fn unavailable(config: &LimitsConfig, err: &upstash::Error) -> ApiResult<()> {
+    let now = now_ms();
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        i.failed_open += u64::from(!config.fail_closed);
+        i.failures_since_log += 1;
+        let due = i
+            .last_failure_log_ms
+            .is_none_or(|last| now - last >= 60_000.0);
+        if due {
+            let policy = if config.fail_closed {
+                "refused (LIMITS_FAIL=closed)"
+            } else {
+                "admitted without limits"
+            };
+            worker::console_error!(
+                "limits: upstash unavailable ({err}); {} request(s) {policy} since the last report",
+                i.failures_since_log
+            );
+            i.last_failure_log_ms = Some(now);
+            i.failures_since_log = 0;
+        }
+    });
+    if config.fail_closed {
+        Err(ApiError::unavailable(
+            "limits cannot be checked right now, retry shortly",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn refused(verdict: Verdict) -> ApiResult<()> {
+    let (code, message, retry_after) = match verdict {
+        Verdict::Admitted => return Ok(()),
+        Verdict::TooManyStreams { retry_after } => (
+            ErrorCode::TooManyStreams,
+            "this API key has as many streams open as it may",
+            retry_after,
+        ),
+        Verdict::RateLimited { retry_after } => (
+            ErrorCode::RateLimited,
+            "this API key is over its rate limit",
+            retry_after,
+        ),
+    };
+    Err(ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(code, message)
+    })
+}
+
+/// Runs one admission command: its verdict, or the failure policy.
+async fn ask(config: &LimitsConfig, command: Command) -> ApiResult<bool> {
+    let Some((url, token)) = &config.upstash else {
+        return Ok(false);
+    };
+    let reply = client(url, token, config.timeout).exec(&command).await;
+    match reply.and_then(|value| limits::verdict(&value)) {
+        Ok(verdict) => refused(verdict).map(|()| true),
+        Err(err) => unavailable(config, &err).map(|()| false),
+    }
+}
+
+/// Admits a new stream of `record`'s key: `Some` lease while it is open, or
+/// `None` when limits are off or could not be asked (fail open).
+pub(crate) async fn admit_stream(
+    env: &Env,
+    record: &ApiKeyRecord,
+) -> ApiResult<Option<LeaseHandle>> {
+    let config = LimitsConfig::from_env(env);
+    if !enabled(env) {
+        return Ok(None);
+    }
+    let limits = Limits::for_key(record, config.defaults);
+    let now = now_ms();
+    let lease_id = lease_id();
+    let command = limits::admit_stream(
+        &record.id,
+        &lease_id,
+        now as i64,
+        config.lease_ttl.as_millis() as i64,
+        limits,
+    );
+    if !ask(&config, command).await? {
+        return Ok(None);
+    }
+    let handle = ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        i.next += 1;
+        i.refresh_every_ms = config.refresh_every.as_millis() as f64;
+        let handle = i.next;
+        i.leases.insert(
+            handle,
+            Held {
+                lease: Lease {
+                    key_id: record.id.clone(),
+                    lease: lease_id,
+                    unreported_secs: 0,
+                },
+                counted_ms: now,
+            },
+        );
+        handle
+    });
+    Ok(Some(LeaseHandle(handle)))
+}
+
+/// Admits a REST request of `record`'s key (counts it in the day's usage).
+pub(crate) async fn admit_request(env: &Env, record: &ApiKeyRecord) -> ApiResult<()> {
+    let config = LimitsConfig::from_env(env);
+    if !enabled(env) {
+        return Ok(());
+    }
+    let limits = Limits::for_key(record, config.defaults);
+    ask(
+        &config,
+        limits::admit_request(&record.id, now_ms() as i64, limits),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// A lease id unique across isolates: random, as key ids are.
+fn lease_id() -> String {
+    let mut bytes = [0u8; 12];
+    if crate::admin::random_bytes(&mut bytes).is_err() {
+        // Without randomness, time and a counter still tell streams apart here.
+        return format!("t{}-{}", now_ms(), ISOLATE.with(|i| i.borrow().next));
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Moves whole seconds streamed since last counted into `unreported_secs`.
+fn take_seconds(held: &mut Held, now: f64) -> Lease {
+    let secs = ((now - held.counted_ms) / 1000.0).floor().max(0.0);
+    held.counted_ms += secs * 1000.0;
+    let mut lease = held.lease.clone();
+    lease.unreported_secs = secs as u64;
+    lease
+}
+
+/// Called by every open stream's timer: once per heartbeat (whichever
+/// stream's timer comes first), extends every lease of this isolate and
+/// counts their stream seconds, in one pipeline.
+pub(crate) fn tick(env: &Env, ctx: &Context) {
+    let now = now_ms();
+    let due = ISOLATE.with(|i| {
+        let i = i.borrow();
+        !i.leases.is_empty() && now - i.last_refresh_ms >= i.refresh_every_ms - 50.0
+    });
+    if !due {
+        return;
+    }
+    let config = LimitsConfig::from_env(env);
+    let Some((url, token)) = config.upstash.clone() else {
+        return;
+    };
+    let every = config.refresh_every.as_millis() as f64;
+    // A refresh still "in flight" after this long was cancelled with its request.
+    let stale = config.timeout.as_millis() as f64 * 2.0 + 1000.0;
+    let leases: Vec<Lease> = ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        let busy = i.refreshing_since.is_some_and(|since| now - since < stale);
+        if busy || i.leases.is_empty() || now - i.last_refresh_ms < every - 50.0 {
+            return Vec::new();
+        }
+        i.refreshing_since = Some(now);
+        i.last_refresh_ms = now;
+        i.leases
+            .values_mut()
+            .map(|h| take_seconds(h, now))
+            .collect()
+    });
+    if leases.is_empty() {
+        return;
+    }
+    let commands = limits::refresh(&leases, now as i64, config.lease_ttl.as_millis() as i64);
+    ctx.wait_until(async move {
+        let result = client(&url, &token, config.timeout)
+            .pipeline(&commands)
+            .await;
+        ISOLATE.with(|i| i.borrow_mut().refreshing_since = None);
+        if let Err(err) = result {
+            worker::console_error!("limits: lease refresh failed: {err}");
+        }
+    });
+}
+
+/// Gives a stream's lease back as it ends and counts its last seconds.
+pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
+    let now = now_ms();
+    let Some(lease) = ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        let mut held = i.leases.remove(&handle.0)?;
+        Some(take_seconds(&mut held, now))
+    }) else {
+        return;
+    };
+    let config = LimitsConfig::from_env(env);
+    let Some((url, token)) = config.upstash.clone() else {
+        return;
+    };
+    let commands = limits::release(&lease, now as i64);
+    ctx.wait_until(async move {
+        if let Err(err) = client(&url, &token, config.timeout)
+            .pipeline(&commands)
+            .await
+        {
+            // The lease lapses by itself within two heartbeats.
+            worker::console_error!("limits: releasing a stream slot failed: {err}");
+        }
+    });
+}
+
+/// `GET /admin/keys/:id/usage?days=N`: the key's usage per UTC day, newest first.
+pub(crate) async fn usage(env: &Env, key_id: &str, days: u32) -> ApiResult<serde_json::Value> {
+    let config = LimitsConfig::from_env(env);
+    let Some((url, token)) = &config.upstash else {
+        return Ok(serde_json::json!({"limits": "off", "usage": []}));
+    };
+    let day_names = limits::usage_days(now_ms() as i64, days);
+    let commands = limits::read_usage(key_id, &day_names);
+    let unavailable = |err: upstash::Error| {
+        worker::console_error!("limits: reading usage failed: {err}");
+        ApiError::unavailable("usage cannot be read right now, retry shortly")
+    };
+    let replies = client(url, token, config.timeout)
+        .pipeline(&commands)
+        .await
+        .map_err(unavailable)?;
+    let mut usage = Vec::with_capacity(replies.len());
+    for (day, reply) in day_names.iter().zip(replies) {
+        let value = reply.map_err(unavailable)?;
+        usage.push(limits::day_usage(day, &value).map_err(unavailable)?);
+    }
+    Ok(serde_json::json!({"usage": usage}))
+}

@@ -144,15 +144,17 @@ pub fn count_frames(bytes: &[u8]) -> usize {
     bytes.windows(2).filter(|w| w == b"\n\n").count()
 }
 
-/// `url` with any `api_key` value hidden, for messages.
+/// `url` with any `api_key` or `token` value hidden, for messages.
 pub fn redact(url: &str) -> String {
-    match url.find("api_key=") {
-        Some(at) => {
-            let end = url[at..].find('&').map_or(url.len(), |e| at + e);
-            format!("{}api_key=<redacted>{}", &url[..at], &url[end..])
+    let mut out = url.to_string();
+    for name in ["api_key=", "token="] {
+        if let Some(at) = out.find(name) {
+            let value = at + name.len();
+            let end = out[at..].find('&').map_or(out.len(), |e| at + e);
+            out.replace_range(value..end, "<redacted>");
         }
-        None => url.to_string(),
     }
+    out
 }
 
 #[cfg(test)]
@@ -170,6 +172,10 @@ mod tests {
         assert_eq!(
             redact("http://h/sse/x?api_key=sk_1"),
             "http://h/sse/x?api_key=<redacted>"
+        );
+        assert_eq!(
+            redact("http://h/sse/x?token=st_a.b&last_event_id=3"),
+            "http://h/sse/x?token=<redacted>&last_event_id=3"
         );
     }
 }

@@ -162,17 +162,17 @@ fn healthz(env: &Env) -> ApiResult<Response> {
         .fixed(body.into_bytes()))
 }
 
-/// CORS preflight of the public routes. When the URL carries the key
-/// (`?api_key=`), its allowed origins decide; a key sent as a header cannot
+/// CORS preflight of the public routes. When the URL carries the key or a
+/// token (`?api_key=`, `?token=`), its allowed origins decide; a key sent as a header cannot
 /// be seen here, so the preflight passes and the real request is checked.
 async fn preflight(req: &Request, env: &Env) -> ApiResult<Response> {
     let origin = req.headers().get("origin").ok().flatten();
     let headers = Headers::new();
     if let Some(origin) = origin {
-        let key_in_url = req
-            .url()
-            .ok()
-            .is_some_and(|u| u.query_pairs().any(|(name, _)| name == "api_key"));
+        let key_in_url = req.url().ok().is_some_and(|u| {
+            u.query_pairs()
+                .any(|(name, _)| name == "api_key" || name == "token")
+        });
         let allow_origin = if key_in_url {
             auth::authenticate(req, env)
                 .await?

@@ -12,7 +12,7 @@ use std::process::Command;
 use common::{SECRET, TIMEOUT, insert, publish, setup};
 use devstack::process::Proc;
 use devstack::stack::Nats;
-use devstack::{free_port, wait_for};
+use devstack::wait_for;
 
 fn ingest_process(nats_url: &str, edge_url: &str, log: &std::path::Path) -> Proc {
     Proc::spawn(
@@ -24,10 +24,7 @@ fn ingest_process(nats_url: &str, edge_url: &str, log: &std::path::Path) -> Proc
             .env("BATCH_MAX", "16")
             .env("RETRY_MIN_MS", "20")
             .env("RETRY_MAX_MS", "200")
-            .env(
-                "METRICS_ADDR",
-                format!("127.0.0.1:{}", free_port().unwrap()),
-            )
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info"),
         log,
     )

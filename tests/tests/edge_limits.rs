@@ -111,7 +111,10 @@ fn code(body: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_limit_refuses_the_third_and_readmits_after_one_closes() {
-    let limited = Limited::start(&[("HEARTBEAT_SECS", "2")]).await;
+    // Leases live two heartbeats: long enough here that none lapses on a
+    // slow machine while the test counts them; a gone client is noticed at
+    // the next heartbeat write behind wrangler's proxy, well within TIMEOUT.
+    let limited = Limited::start(&[("HEARTBEAT_SECS", "5")]).await;
     let edge = &limited.edge;
     assert_eq!(
         get(edge, "/healthz").await.2,

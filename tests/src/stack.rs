@@ -383,6 +383,10 @@ impl Stack {
                 ("HEARTBEAT_SECS", heartbeat.as_str()),
                 ("UPSTASH_REDIS_REST_URL", upstash.url.as_str()),
                 ("UPSTASH_REDIS_REST_TOKEN", upstash_token.as_str()),
+                // The endpoint is local, but the machine running the whole
+                // stack may be busy: wait longer than production's 200 ms
+                // before letting a stream in unchecked.
+                ("LIMITS_TIMEOUT_MS", "5000"),
             ],
         )
         .await?;

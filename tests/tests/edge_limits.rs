@@ -45,6 +45,12 @@ impl Limited {
             ("UPSTASH_REDIS_REST_URL", upstash.url.as_str()),
             ("UPSTASH_REDIS_REST_TOKEN", "test-upstash-token"),
         ];
+        // These tests count what limits decided, so an admission must not
+        // fail open because a busy machine answered in more than 200 ms;
+        // the one test of the time bound sets its own.
+        if !vars.iter().any(|(name, _)| *name == "LIMITS_TIMEOUT_MS") {
+            all.push(("LIMITS_TIMEOUT_MS", "30000"));
+        }
         all.extend_from_slice(vars);
         let edge = Edge::start(&all).await.unwrap();
         Self {
@@ -391,8 +397,13 @@ async fn browser_tokens() {
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
-    let ahead = (expires - before).whole_seconds();
-    assert!((110..=125).contains(&ahead), "{ahead}");
+    let after = time::OffsetDateTime::now_utc();
+    // The Worker's clock read between `before` and `after`; RFC 3339 to the second.
+    assert!(
+        expires >= before + time::Duration::seconds(119)
+            && expires <= after + time::Duration::seconds(121),
+        "{expires} not 120 s after the request ({before} … {after})"
+    );
 
     // It streams and reads like its key.
     let mut by_token = stream(edge, &format!("/sse/crash?token={token}")).await;

@@ -8,19 +8,17 @@
 
 use std::net::TcpListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use devstack::postgres::Postgres;
 use devstack::process::Proc;
 use devstack::stack::{Nats, Worker, WorkerOptions};
 use devstack::{Exited, free_port, wait_for_proc};
 
-/// Far longer than any of these may take: a wait that runs into it failed
-/// to notice an exit.
-const LONG: Duration = Duration::from_secs(60);
-
-/// Well under [`LONG`], with room for a slow machine.
-const QUICK: Duration = Duration::from_secs(20);
+/// Far longer than any of these may take. That a wait noticed an exit is
+/// shown by its error (an [`Exited`], not a timeout), never by how long it
+/// took: a slow machine must not fail a correct harness.
+const LONG: Duration = Duration::from_secs(600);
 
 /// A listener on a free port of 127.0.0.1, held by this test.
 fn taken_port() -> (TcpListener, u16) {
@@ -38,17 +36,11 @@ async fn a_process_that_exits_fails_the_wait_at_once_with_its_log() {
         &dir.path().join("doomed.log"),
     )
     .unwrap();
-    let started = Instant::now();
     let err = wait_for_proc(&mut proc, "the doomed process", LONG, || async {
         None::<()>
     })
     .await
     .unwrap_err();
-    assert!(
-        started.elapsed() < QUICK,
-        "noticed after {:?}",
-        started.elapsed()
-    );
     let exited = err.downcast_ref::<Exited>().expect("an Exited error");
     assert_eq!(exited.status.code(), Some(3));
     assert!(exited.tail.contains("fatal: no luck"), "{}", exited.tail);
@@ -117,16 +109,10 @@ async fn a_running_process_is_waited_for_until_the_probe_answers() {
 async fn postgres_on_a_taken_port_fails_at_once_when_that_port_was_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let (_held, port) = taken_port();
-    let started = Instant::now();
     let err = Postgres::start(&dir.path().join("pg"), Some(port))
         .await
         .err()
         .expect("PostgreSQL cannot listen on a taken port");
-    assert!(
-        started.elapsed() < QUICK,
-        "noticed after {:?}",
-        started.elapsed()
-    );
     let exited = err.downcast_ref::<Exited>().expect("an Exited error");
     assert!(exited.port_taken(), "{err:#}");
     assert!(err.to_string().contains("postgres exited"), "{err:#}");
@@ -138,13 +124,11 @@ async fn postgres_moves_to_another_port_when_any_free_port_will_do() {
     let (_held, port) = taken_port();
     // The first port it gets is taken meanwhile, as by a parallel test.
     let mut picks = vec![port];
-    let started = Instant::now();
     let pg = Postgres::start_picking(&dir.path().join("pg"), 3, || {
         picks.pop().map_or_else(free_port, Ok)
     })
     .await
     .expect("PostgreSQL starts on the next port");
-    assert!(started.elapsed() < LONG);
     assert_ne!(pg.port, port);
     assert!(pg.created);
     assert_eq!(pg.sql("postgres", "SELECT 1").unwrap(), "1");
@@ -163,7 +147,6 @@ async fn nats_binds_its_own_port_and_a_taken_one_fails_at_once() {
     async_nats::connect(nats.url.as_str()).await.unwrap();
 
     let (_held, taken) = taken_port();
-    let started = Instant::now();
     let err = Nats::start(
         &dir.path().join("b"),
         Some(taken),
@@ -172,11 +155,6 @@ async fn nats_binds_its_own_port_and_a_taken_one_fails_at_once() {
     .await
     .err()
     .expect("nats-server cannot listen on a taken port");
-    assert!(
-        started.elapsed() < QUICK,
-        "noticed after {:?}",
-        started.elapsed()
-    );
     let exited = err.downcast_ref::<Exited>().expect("an Exited error");
     assert!(exited.port_taken(), "{err:#}");
 }
@@ -185,7 +163,6 @@ async fn nats_binds_its_own_port_and_a_taken_one_fails_at_once() {
 async fn wrangler_dev_on_a_taken_port_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (_held, taken) = taken_port();
-    let started = Instant::now();
     let err = Worker::start(WorkerOptions {
         port: Some(taken),
         persist: &dir.path().join("wrangler"),
@@ -195,11 +172,6 @@ async fn wrangler_dev_on_a_taken_port_fails_at_once() {
     .await
     .err()
     .expect("wrangler dev cannot listen on a taken port");
-    assert!(
-        started.elapsed() < LONG,
-        "noticed after {:?}",
-        started.elapsed()
-    );
     let exited = err.downcast_ref::<Exited>().expect("an Exited error");
     assert!(exited.port_taken(), "{err:#}");
 }

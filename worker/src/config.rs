@@ -67,6 +67,10 @@ pub(crate) struct LimitsConfig {
     pub(crate) upstash: Option<(String, String)>,
     /// Longest wait for Upstash before the fail policy applies.
     pub(crate) timeout: Duration,
+    /// Longest wait for calls nobody waits on (lease refresh and release):
+    /// giving a slot back must not fail just because Upstash is slower than
+    /// an admission may wait.
+    pub(crate) background_timeout: Duration,
     /// `LIMITS_FAIL=closed`: answer 503 when Upstash cannot be asked.
     pub(crate) fail_closed: bool,
     /// Limits of keys that have none of their own.
@@ -93,9 +97,11 @@ impl LimitsConfig {
             _ => None,
         };
         let heartbeat = StreamConfig::from_env(env).heartbeat;
+        let timeout = Duration::from_millis(u64::from(num("LIMITS_TIMEOUT_MS", 200).max(1)));
         Self {
             upstash,
-            timeout: Duration::from_millis(u64::from(num("LIMITS_TIMEOUT_MS", 200).max(1))),
+            timeout,
+            background_timeout: timeout.max(Duration::from_secs(5)),
             fail_closed: var("LIMITS_FAIL")
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("closed")),
             defaults: shared::limits::Limits {

@@ -248,7 +248,7 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
     };
     let every = config.refresh_every.as_millis() as f64;
     // A refresh still "in flight" after this long was cancelled with its request.
-    let stale = config.timeout.as_millis() as f64 * 2.0 + 1000.0;
+    let stale = config.background_timeout.as_millis() as f64 * 2.0 + 1000.0;
     let leases: Vec<Lease> = ISOLATE.with(|i| {
         let mut i = i.borrow_mut();
         let busy = i.refreshing_since.is_some_and(|since| now - since < stale);
@@ -267,7 +267,7 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
     }
     let commands = limits::refresh(&leases, now as i64, config.lease_ttl.as_millis() as i64);
     after_response(ctx, async move {
-        let result = client(&url, &token, config.timeout)
+        let result = client(&url, &token, config.background_timeout)
             .pipeline(&commands)
             .await;
         ISOLATE.with(|i| i.borrow_mut().refreshing_since = None);
@@ -293,7 +293,7 @@ pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
     };
     let commands = limits::release(&lease, now as i64);
     after_response(ctx, async move {
-        if let Err(err) = client(&url, &token, config.timeout)
+        if let Err(err) = client(&url, &token, config.background_timeout)
             .pipeline(&commands)
             .await
         {
@@ -332,7 +332,7 @@ pub(crate) async fn usage(env: &Env, key_id: &str, days: u32) -> ApiResult<serde
         worker::console_error!("limits: reading usage failed: {err}");
         ApiError::unavailable("usage cannot be read right now, retry shortly")
     };
-    let replies = client(url, token, config.timeout)
+    let replies = client(url, token, config.background_timeout)
         .pipeline(&commands)
         .await
         .map_err(unavailable)?;

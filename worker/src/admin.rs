@@ -270,13 +270,7 @@ pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Respon
             .filter(|d| (1..=shared::limits::USAGE_KEEP_DAYS).contains(d))
             .ok_or_else(|| ApiError::bad_request("days must be 1 to 90"))?,
     };
-    let known = env
-        .kv(KEYS)?
-        .get(&format!("{ID_PREFIX}{id}"))
-        .text()
-        .await?
-        .is_some();
-    if !known {
+    if crate::auth::kv_key_of_id(&env, id).await?.is_none() {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             "no API key with this id",

@@ -143,17 +143,32 @@ async fn open(
             Err(err) => failure = Some(err),
         }
     }
-    if let Some(err) = failure {
-        if let Some(lease) = admitted.lease {
-            crate::limits::release(env, lease, &ctx);
+    // Until a `Client` owns them, a failure must close the sockets and give
+    // the stream's slot back here, or the slot would be refreshed for as
+    // long as the isolate lives.
+    let prepared = match failure {
+        Some(err) => Err(err),
+        None => response_body().and_then(|parts| {
+            let headers = sse_headers()?;
+            if let Some(origin) = &admitted.allow_origin {
+                headers.set("access-control-allow-origin", origin)?;
+                headers.set("vary", "origin")?;
+            }
+            Ok((parts, headers))
+        }),
+    };
+    let ((body, out, stream_handlers, on_cancel), headers) = match prepared {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            if let Some(lease) = admitted.lease {
+                crate::limits::release(env, lease, &ctx);
+            }
+            for socket in &sockets {
+                let _ = socket.close(Some(1011), Some("subscription incomplete"));
+            }
+            return Err(err.into());
         }
-        for socket in &sockets {
-            let _ = socket.close(Some(1011), Some("subscription incomplete"));
-        }
-        return Err(err.into());
-    }
-
-    let (body, out, stream_handlers, on_cancel) = response_body()?;
+    };
     enqueue_bytes(&out, &sse::retry_frame(config.retry_ms));
     let cursor = multiplexed.then(|| {
         members
@@ -180,12 +195,10 @@ async fn open(
         handlers: RefCell::new(stream_handlers),
     });
     let _ = on_cancel.set(Rc::downgrade(&client));
-    client.start()?;
-
-    let headers = sse_headers()?;
-    if let Some(origin) = &admitted.allow_origin {
-        headers.set("access-control-allow-origin", origin)?;
-        headers.set("vary", "origin")?;
+    if let Err(err) = client.start() {
+        // Closes the sockets and gives the slot back.
+        client.end(End::ClientGone);
+        return Err(err.into());
     }
     Ok(Response::builder()
         .with_headers(headers)

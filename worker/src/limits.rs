@@ -67,7 +67,11 @@ fn now_ms() -> f64 {
 
 /// Whether limits are on (`/healthz`), saying once in the log when they are off.
 pub(crate) fn enabled(env: &Env) -> bool {
-    let on = LimitsConfig::from_env(env).upstash.is_some();
+    is_on(&LimitsConfig::from_env(env))
+}
+
+fn is_on(config: &LimitsConfig) -> bool {
+    let on = config.upstash.is_some();
     if !on {
         ISOLATE.with(|i| {
             let mut i = i.borrow_mut();
@@ -159,7 +163,7 @@ pub(crate) async fn admit_stream(
     record: &ApiKeyRecord,
 ) -> ApiResult<Option<LeaseHandle>> {
     let config = LimitsConfig::from_env(env);
-    if !enabled(env) {
+    if !is_on(&config) {
         return Ok(None);
     }
     let limits = Limits::for_key(record, config.defaults);
@@ -199,7 +203,7 @@ pub(crate) async fn admit_stream(
 /// Admits a REST request of `record`'s key (counts it in the day's usage).
 pub(crate) async fn admit_request(env: &Env, record: &ApiKeyRecord) -> ApiResult<()> {
     let config = LimitsConfig::from_env(env);
-    if !enabled(env) {
+    if !is_on(&config) {
         return Ok(());
     }
     let limits = Limits::for_key(record, config.defaults);

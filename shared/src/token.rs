@@ -78,12 +78,18 @@ pub fn looks_like_token(credential: &str) -> bool {
     credential.starts_with(PREFIX)
 }
 
-/// Signs `claims` into a token.
+/// Signs `claims` into a token; [`TokenError::Malformed`] if the token would
+/// be longer than [`MAX_LEN`], which [`verify`] refuses (so many scopes
+/// would otherwise mint a token that never verifies).
 pub fn sign(secret: &[u8], claims: &Claims) -> Result<String, TokenError> {
     let json = serde_json::to_vec(claims).map_err(|_| TokenError::Malformed)?;
     let signed = format!("{PREFIX}{}", B64URL.encode(json));
     let tag = mac(secret, &signed)?.finalize().into_bytes();
-    Ok(format!("{signed}.{}", B64URL.encode(tag)))
+    let token = format!("{signed}.{}", B64URL.encode(tag));
+    if token.len() > MAX_LEN {
+        return Err(TokenError::Malformed);
+    }
+    Ok(token)
 }
 
 /// Checks `token` against `secret` at `now_unix` (seconds) and returns its claims.
@@ -167,6 +173,20 @@ mod tests {
             verify(SECRET, &"st_a".repeat(2000), 0),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn claims_too_large_to_verify_are_not_signed() {
+        // Found by `tests/prop_token.rs`: 120 long game slugs made a
+        // 4097+-byte token that `verify` refuses as too long.
+        let many = |n: usize| Claims {
+            games: Some((0..n).map(|i| format!("{i:0>60}")).collect()),
+            ..claims()
+        };
+        assert_eq!(sign(SECRET, &many(80)), Err(TokenError::Malformed));
+        let fits = sign(SECRET, &many(40)).unwrap();
+        assert!(fits.len() <= MAX_LEN);
+        assert_eq!(verify(SECRET, &fits, 1_000_000), Ok(many(40)));
     }
 
     #[test]

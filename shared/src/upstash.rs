@@ -451,6 +451,16 @@ mod tests {
     }
 
     #[test]
+    fn floats_decode_exactly() {
+        // Found by `tests/prop_upstash.rs`: without serde_json's
+        // `float_roundtrip` this read as 9.82131485769218e-12, one ULP off.
+        assert_eq!(
+            decode_single(200, br#"{"result":9.821314857692181e-12}"#, Encoding::Plain),
+            Ok(Value::Float(9.821_314_857_692_181e-12))
+        );
+    }
+
+    #[test]
     fn base64_results_are_decoded_except_ok() {
         let b64 = |json: &str| decode_single(200, json.as_bytes(), Encoding::Base64);
         // "w7w=" is "ü"; "/w==" is the single byte 0xFF, not UTF-8.

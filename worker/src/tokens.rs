@@ -153,8 +153,14 @@ pub(crate) async fn mint(mut req: Request, env: Env) -> ApiResult<Response> {
         types: input.types,
         expires,
     };
-    let token = token::sign(secret.as_bytes(), &claims)
-        .map_err(|_| ApiError::unavailable("browser tokens are not enabled"))?;
+    let token = token::sign(secret.as_bytes(), &claims).map_err(|e| match e {
+        // The claims would make a token longer than `verify` accepts.
+        TokenError::Malformed => ApiError::bad_request(format!(
+            "too many games or types for one token (at most {} bytes): mint several",
+            token::MAX_LEN
+        )),
+        _ => ApiError::unavailable("browser tokens are not enabled"),
+    })?;
     let expires_at = OffsetDateTime::from_unix_timestamp(expires)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())

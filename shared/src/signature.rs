@@ -57,17 +57,21 @@ pub fn sign(secret: &[u8], unix: i64, body: &[u8]) -> Result<String, SignatureEr
     Ok(format!("t={unix},v1={}", hex::encode(tag)))
 }
 
-/// Checks `header` for `body` against `secret`, with `now_unix` the verifier's
-/// clock in seconds. Comparison of the MAC is constant-time.
-pub fn verify(
-    secret: &[u8],
-    header: Option<&str>,
-    body: &[u8],
-    now_unix: i64,
-) -> Result<(), SignatureError> {
+/// A parsed `x-signature` header: its timestamp and its `v1` tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// `t`, seconds since the epoch.
+    pub timestamp: i64,
+    tags: Vec<Vec<u8>>,
+}
+
+/// Parses `header` and checks its timestamp against `now_unix`, before any
+/// body is read: a request without a well-formed, fresh header is refused
+/// without the cost of receiving its body.
+pub fn precheck(header: Option<&str>, now_unix: i64) -> Result<Parsed, SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let mut timestamp = None;
-    let mut candidates = Vec::new();
+    let mut tags = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", value)) => {
@@ -82,7 +86,7 @@ pub fn verify(
                 if bytes.len() != 32 {
                     return Err(SignatureError::Malformed);
                 }
-                candidates.push(bytes);
+                tags.push(bytes);
             }
             // Unknown schemes are ignored so a future `v2` can be rolled out.
             Some(_) => {}
@@ -90,21 +94,40 @@ pub fn verify(
         }
     }
     let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
-    if candidates.is_empty() {
+    if tags.is_empty() {
         return Err(SignatureError::Malformed);
     }
     if now_unix.abs_diff(timestamp) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::Skew);
     }
-    let expected = mac(secret, timestamp, body)?;
-    if candidates
-        .iter()
-        .any(|tag| expected.clone().verify_slice(tag).is_ok())
-    {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
+    Ok(Parsed { timestamp, tags })
+}
+
+impl Parsed {
+    /// Whether one of the tags signs `body` under `secret` (constant-time).
+    pub fn verify(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
+        let expected = mac(secret, self.timestamp, body)?;
+        if self
+            .tags
+            .iter()
+            .any(|tag| expected.clone().verify_slice(tag).is_ok())
+        {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
     }
+}
+
+/// Checks `header` for `body` against `secret`, with `now_unix` the verifier's
+/// clock in seconds. Comparison of the MAC is constant-time.
+pub fn verify(
+    secret: &[u8],
+    header: Option<&str>,
+    body: &[u8],
+    now_unix: i64,
+) -> Result<(), SignatureError> {
+    precheck(header, now_unix)?.verify(secret, body)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ async fn games_latest_and_history() {
     assert_eq!(status, 404);
     assert_eq!(
         body,
-        r#"{"error":{"code":"not_found","message":"no round stored for this game yet"}}"#
+        r#"{"error":{"code":"not_found","message":"unknown game"}}"#
     );
     let (_, body) = edge.get("/api/games", &key).await.unwrap();
     assert_eq!(body, r#"{"games":[]}"#);

@@ -105,7 +105,10 @@ async fn a_hibernated_object_is_rebuilt_and_its_clients_keep_receiving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_is_cut_off() {
-    let edge = Edge::start(&[("MAX_QUEUED_CHUNKS", "8"), ("HISTORY_LIMIT", "10")])
+    // The bound is in bytes: 256 KiB is a handful of these 100 KB rounds,
+    // where a bound in chunks (one per message, up to 256 KiB each) would
+    // let hundreds of megabytes wait.
+    let edge = Edge::start(&[("MAX_QUEUED_BYTES", "262144"), ("HISTORY_LIMIT", "10")])
         .await
         .unwrap();
     let key = edge.open_key().await.unwrap();

@@ -284,6 +284,23 @@ pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Respon
 /// rounds and instance id (which changes when the object was evicted and
 /// rebuilt). `POST …/disconnect` ends every client's stream (they reconnect
 /// and resume).
+/// `PUT`/`DELETE /admin/faults/directory`: makes the games directory fail
+/// (or heal), for tests of what keeps working without it. Only where the
+/// `ALLOW_FAULTS` variable is `1` (never in the deployed environments);
+/// elsewhere the route does not exist.
+pub(crate) async fn directory_fault(env: Env, fail: bool) -> ApiResult<Response> {
+    let allowed = env
+        .var("ALLOW_FAULTS")
+        .is_ok_and(|v| v.to_string().trim() == "1");
+    if !allowed {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
+    }
+    crate::directory::set_failing(&env, fail).await?;
+    Ok(Response::from_json(
+        &serde_json::json!({ "failing": fail }),
+    )?)
+}
+
 pub(crate) async fn stream_admin(
     env: Env,
     kind: &str,

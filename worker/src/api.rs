@@ -60,6 +60,18 @@ pub(crate) async fn games(req: Request, env: Env) -> ApiResult<Response> {
     json(&admitted, to_json(&Body { games })?)
 }
 
+/// 404 for a game no round was ever stored of, answered from the
+/// directory without building (and so creating) the game's object.
+async fn known_game(env: &Env, stream: &StreamName) -> ApiResult<()> {
+    let StreamName::Game(slug) = stream else {
+        return Ok(());
+    };
+    match directory::find_game(env, slug).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(ErrorCode::NotFound, "unknown game")),
+    }
+}
+
 fn game_slug(raw: &str) -> ApiResult<StreamName> {
     names::validate(raw)
         .map(|s| StreamName::Game(s.to_owned()))
@@ -81,6 +93,7 @@ async fn object_get(env: &Env, stream: &StreamName, path: &str) -> ApiResult<(u1
 pub(crate) async fn latest(req: Request, env: Env, game: &str) -> ApiResult<Response> {
     let stream = game_slug(game)?;
     let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
+    known_game(&env, &stream).await?;
     match object_get(&env, &stream, "/latest").await? {
         (200, body) => json(&admitted, body),
         (404, _) => Err(ApiError::new(
@@ -118,6 +131,7 @@ pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Resp
             .map_err(|_| ApiError::bad_request("before must be a round id"))?,
     };
     let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
+    known_game(&env, &stream).await?;
     match object_get(
         &env,
         &stream,

@@ -9,6 +9,8 @@ use worker::{Date, Env, Request};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use crate::keycache::{Decision, KeyCache};
+
 use crate::config::{KEYS, StreamConfig};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{self, LeaseHandle};
@@ -46,70 +48,36 @@ pub(crate) fn presented_key(req: &Request) -> Option<String> {
     Some(token.trim().to_string())
 }
 
-/// A KV answer kept by this isolate for `KEY_CACHE_SECS`.
-struct Cached {
-    record: Option<ApiKeyRecord>,
-    fetched_ms: f64,
-    /// A refresh is in flight: others use this answer meanwhile instead of
-    /// all asking KV at once.
-    refreshing: bool,
-}
-
-/// Most keys remembered per isolate; past it the cache starts over.
-const CACHE_MAX: usize = 10_000;
-
 thread_local! {
     // Plain data, no I/O object, so sharing it across requests is allowed.
-    static CACHE: RefCell<HashMap<String, Cached>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<KeyCache> = RefCell::new(KeyCache::default());
 }
 
 /// The key's record, `Ok(None)` if unknown. Answers from this isolate's cache
-/// when it is younger than `KEY_CACHE_SECS`: every open stream re-checks its
-/// key, and each KV read made inside a long-lived request also holds memory
-/// until that request ends (measured: about 4 KB per read), so 10 000 streams
-/// of one key cost one read per period instead of 10 000.
+/// (rules in [`crate::keycache`]): every open stream re-checks its key, and
+/// each KV read made inside a long-lived request also holds memory until
+/// that request ends (measured: about 4 KB per read), so 10 000 streams of
+/// one key cost one read per period instead of 10 000.
 pub(crate) async fn lookup(env: &Env, kv_key: &str) -> ApiResult<Option<ApiKeyRecord>> {
     let ttl_ms = StreamConfig::from_env(env).key_cache.as_millis() as f64;
     let now = Date::now().as_millis() as f64;
-    let cached = CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let entry = cache.get_mut(kv_key)?;
-        if now - entry.fetched_ms < ttl_ms || entry.refreshing {
-            return Some(entry.record.clone());
-        }
-        entry.refreshing = true;
-        None
-    });
-    if let Some(record) = cached {
+    if let Decision::Use(record) =
+        CACHE.with(|cache| cache.borrow_mut().decide(kv_key, now, ttl_ms))
+    {
         return Ok(record);
     }
     let record = match env.kv(KEYS)?.get(kv_key).json::<ApiKeyRecord>().await {
         Ok(record) => record,
         Err(err) => {
-            CACHE.with(|cache| {
-                if let Some(entry) = cache.borrow_mut().get_mut(kv_key) {
-                    entry.refreshing = false;
-                }
-            });
+            CACHE.with(|cache| cache.borrow_mut().failed(kv_key));
             worker::console_error!("API key lookup failed: {err}");
             return Err(ApiError::unavailable(
                 "API key store unavailable, retry shortly",
             ));
         }
     };
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        let fetched_ms = Date::now().as_millis() as f64;
-        let entry = Cached {
-            record: record.clone(),
-            fetched_ms,
-            refreshing: false,
-        };
-        cache.insert(kv_key.to_string(), entry);
-    });
+    let fetched = Date::now().as_millis() as f64;
+    CACHE.with(|cache| cache.borrow_mut().store(kv_key, record.clone(), fetched));
     Ok(record)
 }
 
@@ -136,7 +104,8 @@ pub(crate) async fn kv_key_of_id(env: &Env, id: &str) -> ApiResult<Option<String
     let kv_key = format!("{}{hash}", apikey::KV_PREFIX);
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
-        if ids.len() >= CACHE_MAX {
+        // Only ids of tokens whose tag verified get here: no junk floods it.
+        if ids.len() >= crate::keycache::KNOWN_MAX {
             ids.clear();
         }
         ids.insert(id.to_string(), kv_key.clone());
@@ -146,7 +115,7 @@ pub(crate) async fn kv_key_of_id(env: &Env, id: &str) -> ApiResult<Option<String
 
 /// Drops a key from this isolate's cache (after the admin route changed it).
 pub(crate) fn forget(kv_key: &str) {
-    CACHE.with(|cache| cache.borrow_mut().remove(kv_key));
+    CACHE.with(|cache| cache.borrow_mut().forget(kv_key));
 }
 
 /// Whether a record is still good for an open stream.
@@ -231,29 +200,14 @@ pub(crate) async fn check_scopes(
     record: &ApiKeyRecord,
     streams: &[StreamName],
 ) -> ApiResult<()> {
-    let mut types_of_games = None;
     for stream in streams {
         let allowed = match stream {
             StreamName::Type(t) => record.allows_type(t),
             StreamName::Game(slug) if record.allows_game(slug, None) => true,
             // Only a key scoped by type needs to know the game's type.
             StreamName::Game(slug) if record.types.is_some() => {
-                let known = |games: &Option<Vec<directory::GameEntry>>| {
-                    games.iter().flatten().any(|g| &g.slug == slug)
-                };
-                if types_of_games.is_none() {
-                    types_of_games = Some(directory::games_for_admission(env).await?);
-                }
-                // A game newer than the isolate's copy: ask the directory itself.
-                if !known(&types_of_games) {
-                    types_of_games = Some(directory::games(env).await?);
-                }
-                let game_type = types_of_games
-                    .iter()
-                    .flatten()
-                    .find(|g| &g.slug == slug)
-                    .map(|g| g.game_type.as_str());
-                record.allows_game(slug, game_type)
+                let game = directory::find_game(env, slug).await?;
+                record.allows_game(slug, game.as_ref().map(|g| g.game_type.as_str()))
             }
             StreamName::Game(_) => false,
         };

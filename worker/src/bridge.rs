@@ -258,8 +258,14 @@ fn response_body() -> worker::Result<(
     let source = js_sys::Object::new();
     js_sys::Reflect::set(&source, &"start".into(), start.as_ref())?;
     js_sys::Reflect::set(&source, &"cancel".into(), cancel.as_ref())?;
-    let body = web_sys::ReadableStream::new_with_underlying_source(&source)
+    // Counted in bytes, so `desiredSize` tells how many bytes wait unread.
+    let strategy = web_sys::ByteLengthQueuingStrategy::new(&web_sys::QueuingStrategyInit::new(1.0))
         .map_err(worker::Error::from)?;
+    let body = web_sys::ReadableStream::new_with_underlying_source_and_strategy(
+        &source,
+        strategy.unchecked_ref(),
+    )
+    .map_err(worker::Error::from)?;
     // `start` ran synchronously inside the constructor.
     let out = controller
         .borrow_mut()
@@ -382,7 +388,7 @@ impl Client {
             }
         }
         drop(cursor);
-        if queued(&self.out) > f64::from(self.config.max_queued_chunks) {
+        if queued_bytes(&self.out) > self.config.max_queued_bytes as f64 {
             self.end(End::SlowClient);
         }
     }
@@ -488,9 +494,9 @@ mod timers {
     }
 }
 
-/// How many chunks wait in the client's body.
-fn queued(out: &web_sys::ReadableStreamDefaultController) -> f64 {
-    // desiredSize = highWaterMark (1 chunk) − queued; null once errored.
+/// How many bytes wait unread in the client's body.
+fn queued_bytes(out: &web_sys::ReadableStreamDefaultController) -> f64 {
+    // desiredSize = highWaterMark (1 byte) − queued bytes; null once errored.
     out.desired_size().map_or(0.0, |size| 1.0 - size)
 }
 

@@ -29,8 +29,9 @@ pub(crate) struct StreamConfig {
     pub(crate) retry_ms: u64,
     /// Rounds kept per stream for resume and history.
     pub(crate) history_limit: u32,
-    /// Chunks a client may have queued before it counts as slow and is cut off.
-    pub(crate) max_queued_chunks: u32,
+    /// Bytes a client may leave unread before it counts as slow and is cut
+    /// off (it reconnects and resumes).
+    pub(crate) max_queued_bytes: u64,
     /// How often an open stream re-reads its API key (revocation, expiry).
     pub(crate) key_recheck: Duration,
     /// How long an isolate trusts a key record it read from KV.
@@ -38,7 +39,7 @@ pub(crate) struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT`, `MAX_QUEUED_CHUNKS`,
+    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT`, `MAX_QUEUED_BYTES`,
     /// `KEY_RECHECK_SECS` and `KEY_CACHE_SECS`,
     /// falling back to the defaults for anything missing or unreadable.
     pub(crate) fn from_env(env: &Env) -> Self {
@@ -53,7 +54,7 @@ impl StreamConfig {
             heartbeat: Duration::from_secs(num("HEARTBEAT_SECS", 15)),
             retry_ms: num("RETRY_MS", 3000),
             history_limit: u32::try_from(num("HISTORY_LIMIT", 1000)).unwrap_or(1000),
-            max_queued_chunks: u32::try_from(num("MAX_QUEUED_CHUNKS", 1024)).unwrap_or(1024),
+            max_queued_bytes: num("MAX_QUEUED_BYTES", 4 * 1024 * 1024),
             key_recheck: Duration::from_secs(num("KEY_RECHECK_SECS", 20)),
             key_cache: Duration::from_secs(num("KEY_CACHE_SECS", 10)),
         }

@@ -12,6 +12,32 @@ use worker::{DurableObject, Env, Method, Request, Response, Result, State, durab
 /// Object name of the one directory.
 pub(crate) const NAME: &str = "directory";
 
+/// Storage key of the fault-injection switch.
+const FAULT_KEY: &str = "fault:failing";
+
+/// Turns the directory's fault injection on or off (admin route, only with
+/// `ALLOW_FAULTS`): while on, every read and write of it fails.
+pub(crate) async fn set_failing(env: &Env, fail: bool) -> Result<()> {
+    let stub = env
+        .durable_object(crate::config::DIRECTORY)?
+        .get_by_name(NAME)?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(if fail { Method::Put } else { Method::Delete });
+    let response = stub
+        .fetch_with_request(Request::new_with_init(
+            "https://directory.internal/fault",
+            &init,
+        )?)
+        .await?;
+    if response.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "directory answered {}",
+            response.status_code()
+        )));
+    }
+    Ok(())
+}
+
 /// One game as the directory knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct GameEntry {
@@ -30,6 +56,9 @@ pub(crate) struct GameEntry {
 #[durable_object]
 pub struct Directory {
     state: State,
+    /// Fault injection for tests (`ALLOW_FAULTS`): answer 503 to everything
+    /// but the switch itself. Kept in storage so it survives eviction.
+    failing: std::cell::Cell<Option<bool>>,
 }
 
 impl DurableObject for Directory {
@@ -46,11 +75,32 @@ impl DurableObject for Directory {
         if let Err(err) = created {
             worker::console_error!("creating the games table failed: {err}");
         }
-        Self { state }
+        Self {
+            state,
+            failing: std::cell::Cell::new(None),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let sql = self.state.storage().sql();
+        if req.path() == "/fault" {
+            let fail = req.method() == Method::Put;
+            self.state.storage().put(FAULT_KEY, fail).await?;
+            self.failing.set(Some(fail));
+            return Response::from_json(&serde_json::json!({ "failing": fail }));
+        }
+        let failing = match self.failing.get() {
+            Some(known) => known,
+            None => {
+                let stored = self.state.storage().get::<bool>(FAULT_KEY).await;
+                let known = stored.ok().flatten().unwrap_or(false);
+                self.failing.set(Some(known));
+                known
+            }
+        };
+        if failing {
+            return Response::error("directory failing on purpose (fault injection)", 503);
+        }
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/upsert") => {
                 let entries: Vec<GameEntry> = match req.json().await {
@@ -120,30 +170,63 @@ pub(crate) async fn games(env: &Env) -> Result<Vec<GameEntry>> {
 }
 
 thread_local! {
-    // Plain data, so sharing it across requests is allowed.
-    static TYPES: std::cell::RefCell<Option<(f64, Vec<GameEntry>)>> = const { std::cell::RefCell::new(None) };
+    // Plain data, so sharing it across requests is allowed: when the copy
+    // was read, and the games in it.
+    static COPY: std::cell::RefCell<Option<(f64, Vec<GameEntry>)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// How long an isolate reuses the directory for admission checks. A game's
-/// type almost never changes; without this, every connect of a type-scoped
-/// key would call the one directory object.
-const TYPES_TTL_MS: f64 = 10_000.0;
+/// How long an isolate reuses its copy of the directory for admission
+/// checks. A game's type almost never changes; without this, every connect
+/// of a type-scoped key would call the one directory object.
+const COPY_TTL_MS: f64 = 10_000.0;
 
-/// The games, as recently as `TYPES_TTL_MS` ago, for telling a game's type.
+/// Least time between two reads of the directory by one isolate for games
+/// its copy does not know: requests naming made-up games cannot turn into a
+/// flood of calls to the one directory object.
+const MISS_REREAD_MS: f64 = 1_000.0;
+
+fn copy_if(now: f64, fresh_within: f64) -> Option<Vec<GameEntry>> {
+    COPY.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(at, _)| now - at < fresh_within)
+            .map(|(_, games)| games.clone())
+    })
+}
+
+async fn reread(env: &Env, now: f64) -> Result<Vec<GameEntry>> {
+    let fresh = games(env).await?;
+    COPY.with(|c| *c.borrow_mut() = Some((now, fresh.clone())));
+    Ok(fresh)
+}
+
+/// Forgets the isolate's copy (this isolate just recorded a new game).
+pub(crate) fn invalidate_copy() {
+    COPY.with(|c| *c.borrow_mut() = None);
+}
+
+/// The games, as recently as `COPY_TTL_MS` ago, for telling a game's type.
 pub(crate) async fn games_for_admission(env: &Env) -> Result<Vec<GameEntry>> {
     let now = worker::Date::now().as_millis() as f64;
-    let cached = TYPES.with(|t| {
-        t.borrow()
-            .as_ref()
-            .filter(|(at, _)| now - at < TYPES_TTL_MS)
-            .map(|(_, games)| games.clone())
-    });
-    if let Some(games) = cached {
-        return Ok(games);
+    match copy_if(now, COPY_TTL_MS) {
+        Some(games) => Ok(games),
+        None => reread(env, now).await,
     }
-    let fresh = games(env).await?;
-    TYPES.with(|t| *t.borrow_mut() = Some((now, fresh.clone())));
-    Ok(fresh)
+}
+
+/// The game `slug`, `None` if no round of it was ever stored. A game newer
+/// than the isolate's copy is looked up in the directory itself, at most
+/// once per `MISS_REREAD_MS`.
+pub(crate) async fn find_game(env: &Env, slug: &str) -> Result<Option<GameEntry>> {
+    let find = |games: Vec<GameEntry>| games.into_iter().find(|g| g.slug == slug);
+    if let Some(game) = find(games_for_admission(env).await?) {
+        return Ok(Some(game));
+    }
+    let now = worker::Date::now().as_millis() as f64;
+    match copy_if(now, MISS_REREAD_MS) {
+        Some(games) => Ok(find(games)),
+        None => Ok(find(reread(env, now).await?)),
+    }
 }
 
 /// Records what a stored batch taught about games.

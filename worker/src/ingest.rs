@@ -2,10 +2,14 @@
 //! ingest, split per Durable Object (the game's and the game type's), stored
 //! by every one of them before the 2xx that lets ingest acknowledge.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use shared::error::ErrorCode;
 use shared::{IngestBatch, IngestReply, RoundEvent, names, signature};
-use worker::{Date, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Context, Date, Env, Headers, Method, Request, RequestInit, Response};
 
 use crate::config::{INGEST_SECRET, STREAMS, secret};
 use crate::directory::{self, GameEntry};
@@ -15,7 +19,20 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Handles one batch.
-pub(crate) async fn post_rounds(mut req: Request, env: Env) -> ApiResult<Response> {
+pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> ApiResult<Response> {
+    let refused = || ApiError::new(ErrorCode::InvalidSignature, "invalid signature");
+    let secret = secret(&env, INGEST_SECRET).ok_or_else(|| {
+        worker::console_error!("INGEST_SECRET is not configured: refusing every batch");
+        refused()
+    })?;
+    // Header first: a request with no fresh, well-formed signature is
+    // refused before a byte of its body is read.
+    let header = req.headers().get(signature::HEADER).ok().flatten();
+    let now = (Date::now().as_millis() / 1000) as i64;
+    let parsed = signature::precheck(header.as_deref(), now).map_err(|why| {
+        worker::console_warn!("ingest batch refused: {why}");
+        refused()
+    })?;
     let declared = req
         .headers()
         .get("content-length")
@@ -25,22 +42,10 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env) -> ApiResult<Respons
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let body = req.bytes().await?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(too_large());
-    }
-    let secret = secret(&env, INGEST_SECRET).ok_or_else(|| {
-        worker::console_error!("INGEST_SECRET is not configured: refusing every batch");
-        ApiError::new(ErrorCode::InvalidSignature, "invalid signature")
-    })?;
-    let header = req.headers().get(signature::HEADER).ok().flatten();
-    let now = (Date::now().as_millis() / 1000) as i64;
-    if let Err(why) = signature::verify(secret.as_bytes(), header.as_deref(), &body, now) {
+    let body = read_capped(&mut req, MAX_BODY_BYTES).await?;
+    if let Err(why) = parsed.verify(secret.as_bytes(), &body) {
         worker::console_warn!("ingest batch refused: {why}");
-        return Err(ApiError::new(
-            ErrorCode::InvalidSignature,
-            "invalid signature",
-        ));
+        return Err(refused());
     }
     let batch: IngestBatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorCode::InvalidBatch, format!("malformed batch: {e}")))?;
@@ -80,16 +85,63 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env) -> ApiResult<Respons
         }
     }
     // After the stores: the directory never names a round no stream holds.
-    if let Err(err) = directory::upsert(&env, &directory_entries(&batch.events)).await {
-        worker::console_error!("directory update failed: {err}");
-        return Err(ApiError::unavailable(
-            "the games directory could not be updated, retry",
-        ));
+    // It is on the batch's path only for games this isolate has not yet seen
+    // recorded there (new, or with a new type or id), so that every game
+    // with a stored round is listed before ingest acknowledges it. Otherwise
+    // only the latest round ids move, after the response: a failing
+    // directory then stalls nothing but `/api/games`'s latest ids.
+    let entries = directory_entries(&batch.events);
+    if entries.iter().any(|e| !recorded(e)) {
+        if let Err(err) = directory::upsert(&env, &entries).await {
+            worker::console_error!("directory update failed: {err}");
+            return Err(ApiError::unavailable(
+                "the games directory could not record a new game, retry",
+            ));
+        }
+        remember(&entries);
+        directory::invalidate_copy();
+    } else {
+        let env = env.clone();
+        crate::background::after_response(&ctx, async move {
+            if let Err(err) = directory::upsert(&env, &entries).await {
+                worker::console_error!("directory update of latest round ids failed: {err}");
+            }
+        });
     }
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     let json = serde_json::to_vec(&reply)?;
     Ok(Response::builder().with_headers(headers).fixed(json))
+}
+
+thread_local! {
+    // Slug → (id, type) of games this isolate saw recorded in the directory.
+    // Plain data, so sharing it across requests is allowed.
+    static RECORDED: RefCell<HashMap<String, (i64, String)>> = RefCell::new(HashMap::new());
+}
+
+/// Most games remembered as recorded; past it the memory starts over (which
+/// costs one waiting directory write per game).
+const RECORDED_MAX: usize = 10_000;
+
+fn recorded(entry: &GameEntry) -> bool {
+    RECORDED.with(|r| {
+        r.borrow()
+            .get(&entry.slug)
+            .is_some_and(|(id, t)| *id == entry.game_id && *t == entry.game_type)
+    })
+}
+
+fn remember(entries: &[GameEntry]) {
+    RECORDED.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() + entries.len() > RECORDED_MAX {
+            r.clear();
+        }
+        for e in entries {
+            r.insert(e.slug.clone(), (e.game_id, e.game_type.clone()));
+        }
+    });
 }
 
 /// One entry per game of the batch, with its highest round id.
@@ -112,6 +164,26 @@ fn directory_entries(events: &[RoundEvent]) -> Vec<GameEntry> {
         }
     }
     entries
+}
+
+/// The request body, refused with 413 as soon as more than `cap` bytes
+/// arrived: a chunked upload without `Content-Length` is never held whole.
+async fn read_capped(req: &mut Request, cap: usize) -> ApiResult<Vec<u8>> {
+    let mut stream = match req.stream() {
+        Ok(stream) => stream,
+        // No body at all (the signature check that follows refuses it).
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > cap {
+            worker::console_warn!("ingest batch refused: body over {cap} bytes");
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn too_large() -> ApiError {

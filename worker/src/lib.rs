@@ -27,11 +27,13 @@
 mod admin;
 mod api;
 mod auth;
+mod background;
 mod bridge;
 mod config;
 mod directory;
 mod error;
 mod ingest;
+mod keycache;
 mod limits;
 pub mod router;
 mod stream_object;

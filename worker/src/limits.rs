@@ -270,7 +270,7 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
         return;
     }
     let commands = limits::refresh(&leases, now as i64, config.lease_ttl.as_millis() as i64);
-    after_response(ctx, async move {
+    crate::background::after_response(ctx, async move {
         let result = client(&url, &token, config.background_timeout)
             .pipeline(&commands)
             .await;
@@ -296,7 +296,7 @@ pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
         return;
     };
     let commands = limits::release(&lease, now as i64);
-    after_response(ctx, async move {
+    crate::background::after_response(ctx, async move {
         if let Err(err) = client(&url, &token, config.background_timeout)
             .pipeline(&commands)
             .await
@@ -305,23 +305,6 @@ pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
             worker::console_error!("limits: releasing a stream slot failed: {err}");
         }
     });
-}
-
-/// Runs `work` under the request's `waitUntil`, so the runtime does not cancel
-/// it when the response ends (a stream's release runs just as its client
-/// left). `worker::Context::wait_until` panics if `waitUntil` throws; a panic
-/// would take the isolate and every stream in it down, so this calls the
-/// binding itself and falls back to a plain task.
-fn after_response(ctx: &Context, work: impl std::future::Future<Output = ()> + 'static) {
-    let promise = wasm_bindgen_futures::future_to_promise(async move {
-        work.await;
-        Ok(wasm_bindgen::JsValue::UNDEFINED)
-    });
-    let raw: &worker::worker_sys::Context = ctx.as_ref();
-    if raw.wait_until(&promise).is_err() {
-        // The promise runs anyway; only its hold on the request is missing.
-        worker::console_error!("limits: waitUntil refused; an Upstash call may be cut short");
-    }
 }
 
 /// `GET /admin/keys/:id/usage?days=N`: the key's usage per UTC day, newest first.

@@ -32,7 +32,7 @@ async fn route(
     method: &Method,
     segments: &[&str],
 ) -> ApiResult<Response> {
-    use Method::{Delete, Get, Head, Options, Post};
+    use Method::{Delete, Get, Head, Options, Post, Put};
     let public = matches!(segments.first(), Some(&"sse") | Some(&"api"));
     if *method == Options && public {
         return preflight(&req, &env).await;
@@ -81,7 +81,7 @@ async fn route(
         }
         ["internal", "rounds"] => {
             allow(method, &[Post])?;
-            ingest::post_rounds(req, env).await
+            ingest::post_rounds(req, env, ctx).await
         }
         ["admin", "keys"] => {
             allow(method, &[Get, Post])?;
@@ -101,6 +101,11 @@ async fn route(
             allow(method, &[Delete])?;
             admin::authorize(&req, &env)?;
             admin::revoke_key(env, id).await
+        }
+        ["admin", "faults", "directory"] => {
+            allow(method, &[Put, Delete])?;
+            admin::authorize(&req, &env)?;
+            admin::directory_fault(env, *method == Put).await
         }
         ["admin", "streams", kind, name] => {
             allow(method, &[Get])?;

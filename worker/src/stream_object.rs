@@ -10,10 +10,12 @@
 // The `#[durable_object]` macro generates undocumented public glue.
 #![allow(missing_docs)]
 
+use std::cell::Cell;
+
 use js_sys::Uint8Array;
 use serde::Deserialize;
 use shared::sse::{self, EVENT_INITIAL, EVENT_MESSAGE, EVENT_RESET, EVENT_UPDATE};
-use shared::{EventKind, IngestReply, RoundEvent};
+use shared::{EventKind, IngestReply, Round, RoundEvent};
 use worker::{
     DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, durable_object,
@@ -32,6 +34,8 @@ pub struct StreamObject {
     /// Random per construction: tells an evicted-and-rebuilt object apart
     /// from one that stayed in memory (operations and tests).
     instance: String,
+    /// The tables are known to exist.
+    tables: Cell<bool>,
 }
 
 #[derive(Deserialize)]
@@ -43,23 +47,14 @@ struct StoredRound {
 
 impl DurableObject for StreamObject {
     fn new(state: State, env: Env) -> Self {
-        // Idempotent and synchronous: SQLite in a Durable Object needs no await.
-        let created = state.storage().sql().exec(
-            "CREATE TABLE IF NOT EXISTS rounds (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                round_id INTEGER NOT NULL UNIQUE,
-                json TEXT NOT NULL
-            )",
-            None,
-        );
-        if let Err(err) = created {
-            worker::console_error!("creating the rounds table failed: {err}");
-        }
+        // Tables are created by the first store, not here: an object that a
+        // client merely asked about (a mistyped game) writes nothing.
         let instance = format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
         Self {
             state,
             env,
             instance,
+            tables: Cell::new(false),
         }
     }
 
@@ -143,8 +138,73 @@ impl DurableObject for StreamObject {
 }
 
 impl StreamObject {
+    /// Whether the tables exist (they do once anything was stored).
+    fn has_tables(&self) -> Result<bool> {
+        if self.tables.get() {
+            return Ok(true);
+        }
+        #[derive(Deserialize)]
+        struct Count {
+            n: i64,
+        }
+        let rows: Vec<Count> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'rounds'",
+                None,
+            )?
+            .to_array()?;
+        let exists = rows.first().is_some_and(|c| c.n > 0);
+        self.tables.set(exists);
+        Ok(exists)
+    }
+
+    /// Creates the tables; idempotent.
+    fn create_tables(&self) -> Result<()> {
+        if self.tables.get() {
+            return Ok(());
+        }
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS rounds (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                round_id INTEGER NOT NULL UNIQUE,
+                json TEXT NOT NULL
+            )",
+            None,
+        )?;
+        // `watermark`: the highest round id ever trimmed from the history.
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            None,
+        )?;
+        self.tables.set(true);
+        Ok(())
+    }
+
+    /// Rows of `query`; none while nothing was ever stored.
     fn sql_rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<StoredRound>> {
+        if !self.has_tables()? {
+            return Ok(Vec::new());
+        }
         self.state.storage().sql().exec(query, bindings)?.to_array()
+    }
+
+    /// The highest round id trimmed from the history, if any was.
+    fn watermark(&self) -> Result<Option<i64>> {
+        #[derive(Deserialize)]
+        struct Value {
+            value: i64,
+        }
+        let rows: Vec<Value> = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT value FROM meta WHERE name = 'watermark'", None)?
+            .to_array()?;
+        Ok(rows.first().map(|v| v.value))
     }
 
     fn latest(&self) -> Result<Option<StoredRound>> {
@@ -214,6 +274,9 @@ impl StreamObject {
         struct Count {
             n: i64,
         }
+        if !self.has_tables()? {
+            return Ok(0);
+        }
         let rows: Vec<Count> = self
             .state
             .storage()
@@ -243,8 +306,14 @@ impl StreamObject {
 
     /// Stores `events` in order, idempotently by `round_id`, then sends the
     /// resulting frames to every subscriber as one message.
+    ///
+    /// Idempotency reaches past the kept history: a round id at or below the
+    /// watermark (the highest id ever trimmed) that is not stored is a replay,
+    /// and an update older (by commit time) than the stored round is stale.
     fn store(&self, events: &[RoundEvent]) -> Result<IngestReply> {
+        self.create_tables()?;
         let sql = self.state.storage().sql();
+        let watermark = self.watermark()?;
         let mut reply = IngestReply::default();
         let mut out = Outbox::default();
         for event in events {
@@ -259,6 +328,7 @@ impl StreamObject {
                 .pop();
             let (changed, event_name) = match (event.kind, known) {
                 (_, Some(row)) if row.json == json => (false, None),
+                (EventKind::Update, Some(row)) if is_stale(round, &row) => (false, None),
                 (EventKind::Update, Some(_)) => {
                     sql.exec(
                         "UPDATE rounds SET json = ? WHERE round_id = ?",
@@ -269,6 +339,8 @@ impl StreamObject {
                 // A different body under a known id is a replayed insert:
                 // the stored one wins, nothing is sent twice.
                 (_, Some(_)) => (false, None),
+                // Trimmed long ago: a replay, not a new round.
+                (_, None) if watermark.is_some_and(|w| round.round_id <= w) => (false, None),
                 (kind, None) => {
                     sql.exec(
                         "INSERT INTO rounds (round_id, json) VALUES (?, ?)",
@@ -291,15 +363,42 @@ impl StreamObject {
                 out.extend(sse::round_frame(name, round.round_id, &json).map_err(to_err)?);
             }
         }
-        let limit = StreamConfig::from_env(&self.env).history_limit;
-        sql.exec(
-            "DELETE FROM rounds WHERE seq <= (SELECT MAX(seq) FROM rounds) - ?",
-            vec![i64::from(limit).into()],
-        )?;
+        self.trim(StreamConfig::from_env(&self.env).history_limit)?;
         for message in out.messages() {
             self.broadcast(message);
         }
         Ok(reply)
+    }
+
+    /// Keeps the newest `limit` rounds, raising the watermark over the
+    /// trimmed ones first.
+    fn trim(&self, limit: u32) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Highest {
+            id: Option<i64>,
+        }
+        let sql = self.state.storage().sql();
+        let cut = "seq <= (SELECT MAX(seq) FROM rounds) - ?";
+        let limit = i64::from(limit);
+        let highest: Vec<Highest> = sql
+            .exec(
+                &format!("SELECT MAX(round_id) AS id FROM rounds WHERE {cut}"),
+                vec![limit.into()],
+            )?
+            .to_array()?;
+        let Some(id) = highest.first().and_then(|h| h.id) else {
+            return Ok(());
+        };
+        sql.exec(
+            "INSERT INTO meta (name, value) VALUES ('watermark', ?)
+             ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+            vec![id.into()],
+        )?;
+        sql.exec(
+            &format!("DELETE FROM rounds WHERE {cut}"),
+            vec![limit.into()],
+        )?;
+        Ok(())
     }
 
     /// Sends one buffer to every subscriber. The bytes are copied out of wasm
@@ -336,6 +435,12 @@ impl Outbox {
     fn messages(&self) -> impl Iterator<Item = &[u8]> {
         self.messages.iter().map(Vec::as_slice)
     }
+}
+
+/// Whether `update` is older, by commit time, than the stored `row`: an
+/// update replayed after a later one must not restore the stale value.
+fn is_stale(update: &Round, row: &StoredRound) -> bool {
+    serde_json::from_str::<Round>(&row.json).is_ok_and(|stored| update.timestamp < stored.timestamp)
 }
 
 fn json_text(body: String) -> Result<Response> {

@@ -21,6 +21,20 @@ import urllib.error
 import urllib.request
 
 
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect: following one would send the admin token (and
+    the request body) to wherever the answer points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(
+            req.full_url, code,
+            f"redirected to {newurl}; not followed (set FEED_URL to the Worker itself)",
+            headers, fp)
+
+
+OPENER = urllib.request.build_opener(NoRedirects)
+
+
 def call(method, path, body=None):
     base = os.environ.get("FEED_URL", "http://127.0.0.1:8787").rstrip("/")
     token = os.environ.get("ADMIN_TOKEN")
@@ -32,11 +46,11 @@ def call(method, path, body=None):
     if data is not None:
         request.add_header("content-type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with OPENER.open(request, timeout=30) as response:
             return json.load(response)
     except urllib.error.HTTPError as err:
-        detail = err.read().decode(errors="replace")
-        sys.exit(f"keys.py: {method} {path} answered {err.code}: {detail}")
+        detail = err.read().decode(errors="replace") if err.fp else ""
+        sys.exit(f"keys.py: {method} {path} answered {err.code}: {err.msg} {detail}".rstrip())
     except urllib.error.URLError as err:
         sys.exit(f"keys.py: cannot reach {base}: {err.reason}")
 

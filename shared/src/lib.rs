@@ -17,6 +17,7 @@
 //! - [`upstash`]: the Upstash Redis REST protocol (DESIGN §3.8), transport-free.
 //! - [`limits`]: per-key limits and usage as Redis keys and Lua scripts.
 //! - [`token`]: short-lived browser tokens signed by the Worker.
+//! - [`secret`]: strength checks of the shared secrets.
 #![forbid(unsafe_code)]
 
 pub mod apikey;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod limits;
 pub mod names;
 pub mod round;
+pub mod secret;
 pub mod signature;
 pub mod sse;
 pub mod token;

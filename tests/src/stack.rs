@@ -130,7 +130,9 @@ pub struct WorkerOptions<'a> {
     pub persist: &'a Path,
     /// Log file.
     pub log: &'a Path,
-    /// `--var NAME:VALUE` bindings (secrets included, locally).
+    /// Variables and secrets, written to a file only the owner can read and
+    /// passed as `--env-file` (never on the command line, where `ps` shows
+    /// them to every user of the machine).
     pub vars: Vec<(&'a str, String)>,
 }
 
@@ -207,13 +209,37 @@ impl Worker {
         )
         // The Worker is already built; wrangler's [build] step is skipped.
         .env("GAMEFEED_SKIP_BUILD", "1");
-        for (name, value) in &options.vars {
-            cmd.arg("--var").arg(format!("{name}:{value}"));
-        }
+        cmd.arg("--env-file")
+            .arg(write_env_file(options.persist, &options.vars)?);
         let mut proc = Proc::spawn("wrangler dev", &mut cmd, options.log)?;
         let url = ready_url(&mut proc, "the Worker under wrangler dev", "Ready on ").await?;
         Ok(Self { proc, url })
     }
+}
+
+/// Writes `vars` as a dotenv file in `dir` (mode 0600) and returns its path.
+fn write_env_file(dir: &Path, vars: &[(&str, String)]) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("worker.env");
+    let mut text = String::new();
+    for (name, value) in vars {
+        if value.contains(['\n', '\r']) {
+            bail!("variable {name} spans lines: not supported in an env file");
+        }
+        let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
+        text.push_str(&format!("{name}=\"{quoted}\"\n"));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(path)
 }
 
 impl Worker {

@@ -100,6 +100,16 @@ async fn a_batch_is_refused_before_its_body_is_read_whole() {
         .await
         .unwrap();
 
+    // No process shows a secret on its command line (`ps` shows it to all).
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            for secret in [&edge.secret, &edge.admin_token] {
+                assert!(!cmdline.contains(secret.as_str()), "a secret in {cmdline}");
+            }
+        }
+    }
+
     // Fault injection exists only where ALLOW_FAULTS says so.
     let (status, body) = edge
         .admin(reqwest::Method::PUT, "/admin/faults/directory", None)
@@ -273,4 +283,40 @@ async fn the_feed_keeps_flowing_while_the_directory_fails() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placeholder_secrets_close_what_they_protect() {
+    let state = tempfile::tempdir().unwrap();
+    devstack::edge::Secrets {
+        ingest_secret: "replace-with-a-long-random-secret".into(),
+        admin_token: "change-me-change-me-change-me-change-me".into(),
+        token_secret: devstack::fixtures::random_secret().unwrap(),
+        api_key: None,
+        api_key_id: None,
+    }
+    .save(state.path())
+    .unwrap();
+    let edge = Edge::start_in(state.path(), None, &[]).await.unwrap();
+    // Signed with the placeholder, and still refused.
+    let (status, _) = edge
+        .post(events(New, &[round(1, "crash", "multiplier")]))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = edge
+        .admin(reqwest::Method::GET, "/admin/keys", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let log = edge.worker.proc.log_path().to_path_buf();
+    wait_for("the reasons in the log", TIMEOUT, || async {
+        (occurrences(&log, "INGEST_SECRET is a placeholder") > 0
+            && occurrences(&log, "ADMIN_TOKEN is a placeholder") > 0)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("replace-with-a-long"), "never the value");
 }

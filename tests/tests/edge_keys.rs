@@ -323,3 +323,48 @@ async fn the_keys_script_drives_the_admin_routes() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_script_follows_no_redirect() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Where a redirect would lead: counts who comes.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_addr = elsewhere.local_addr().unwrap();
+    let visits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&visits);
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = elsewhere.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    // The "Worker": answers everything with a 307 there.
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", redirector.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = redirector.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere_addr}/admin/keys\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    for args in [&["list"][..], &["create", "partner"]] {
+        let output = tokio::process::Command::new("bash")
+            .arg(devstack::repo_root().join("scripts/keys.sh"))
+            .args(args)
+            .env("FEED_URL", &url)
+            .env("ADMIN_TOKEN", "a-token-that-must-not-travel")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("307") && stderr.contains("not followed"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(visits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

@@ -167,7 +167,10 @@ async fn wrangler_dev_on_a_taken_port_fails_at_once() {
         port: Some(taken),
         persist: &dir.path().join("wrangler"),
         log: &dir.path().join("worker.log"),
-        vars: vec![("INGEST_SECRET", "s".repeat(32))],
+        vars: vec![(
+            "INGEST_SECRET",
+            devstack::fixtures::random_secret().unwrap(),
+        )],
     })
     .await
     .err()

@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use wasm_bindgen::JsCast;
 use worker::{Date, Env, Headers, Request, Response};
 
-use crate::config::{ADMIN_TOKEN, KEYS, STREAMS, secret};
+use crate::config::{ADMIN_TOKEN, KEYS, STREAMS, strong_secret};
 use crate::error::{ApiError, ApiResult};
 
 /// Prefix of the KV entry naming a key id's hash.
@@ -25,8 +25,7 @@ pub(crate) const ID_PREFIX: &str = "id:";
 /// Refuses the request unless it carries the admin token.
 pub(crate) fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
     let refused = || ApiError::new(ErrorCode::Unauthorized, "admin token required");
-    let Some(expected) = secret(env, ADMIN_TOKEN) else {
-        worker::console_error!("ADMIN_TOKEN is not configured: admin routes are closed");
+    let Some(expected) = strong_secret(env, ADMIN_TOKEN) else {
         return Err(refused());
     };
     let presented = req

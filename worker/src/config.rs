@@ -125,3 +125,20 @@ pub(crate) fn secret(env: &Env, name: &str) -> Option<String> {
         .ok()
         .filter(|s| !s.is_empty())
 }
+
+/// A signing secret or token (`INGEST_SECRET`, `ADMIN_TOKEN`, `TOKEN_SECRET`)
+/// that is set and strong ([`shared::secret::check`]); otherwise `None`, with
+/// the reason in the log (never the value). What depends on it stays closed.
+pub(crate) fn strong_secret(env: &Env, name: &'static str) -> Option<String> {
+    let Some(value) = secret(env, name) else {
+        worker::console_error!("{name} is not configured: what it protects is closed");
+        return None;
+    };
+    match shared::secret::check(name, &value) {
+        Ok(()) => Some(value),
+        Err(why) => {
+            worker::console_error!("{why}; what it protects is closed until it is replaced");
+            None
+        }
+    }
+}

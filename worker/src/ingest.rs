@@ -11,7 +11,7 @@ use shared::error::ErrorCode;
 use shared::{IngestBatch, IngestReply, RoundEvent, names, signature};
 use worker::{Context, Date, Env, Headers, Method, Request, RequestInit, Response};
 
-use crate::config::{INGEST_SECRET, STREAMS, secret};
+use crate::config::{INGEST_SECRET, STREAMS, strong_secret};
 use crate::directory::{self, GameEntry};
 use crate::error::{ApiError, ApiResult};
 
@@ -21,10 +21,7 @@ pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Handles one batch.
 pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> ApiResult<Response> {
     let refused = || ApiError::new(ErrorCode::InvalidSignature, "invalid signature");
-    let secret = secret(&env, INGEST_SECRET).ok_or_else(|| {
-        worker::console_error!("INGEST_SECRET is not configured: refusing every batch");
-        refused()
-    })?;
+    let secret = strong_secret(&env, INGEST_SECRET).ok_or_else(refused)?;
     // Header first: a request with no fresh, well-formed signature is
     // refused before a byte of its body is read.
     let header = req.headers().get(signature::HEADER).ok().flatten();

@@ -36,14 +36,17 @@ fn invalid(message: impl Into<String>) -> ApiError {
 
 /// `TOKEN_SECRET`, if set and strong enough; said once in the log otherwise.
 fn signing_secret(env: &Env) -> Option<String> {
-    let found = secret(env, TOKEN_SECRET).filter(|s| token::secret_ok(s.as_bytes()));
-    if found.is_none() && !SAID_NO_SECRET.with(|said| said.replace(true)) {
+    let found = secret(env, TOKEN_SECRET);
+    let strong = found.as_deref().is_some_and(|s| {
+        token::secret_ok(s.as_bytes()) && shared::secret::check(TOKEN_SECRET, s).is_ok()
+    });
+    if !strong && !SAID_NO_SECRET.with(|said| said.replace(true)) {
         worker::console_error!(
-            "tokens: TOKEN_SECRET is missing or shorter than {} characters: browser tokens are off",
+            "tokens: TOKEN_SECRET is missing, a placeholder or weaker than {} random characters: browser tokens are off",
             token::MIN_SECRET_LEN
         );
     }
-    found
+    found.filter(|_| strong)
 }
 
 /// The parent key's record (with the token's scopes) and its `key:<sha256>`,

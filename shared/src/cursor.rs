@@ -1,10 +1,13 @@
 //! Stream names and resume cursors.
 //!
-//! A single stream's SSE `id:` is the round id. A multiplexed stream
-//! (`/sse?games=a,b&types=x`) carries several member streams on one
-//! connection, so its `id:` is a cursor holding the last round id seen on
-//! each member: `g:crash:12,t:dice:40`. Slugs and types never contain `:` or
-//! `,` (see [`crate::names`]), so the format needs no escaping.
+//! A single stream's SSE `id:` is a [`Position`] in it: the round id for a
+//! round (`12`), and for an update of an earlier round the newest round id
+//! and the update's number in the stream (`12.3`). A resume from either
+//! misses and repeats nothing. A multiplexed stream (`/sse?games=a,b&types=x`)
+//! carries several member streams on one connection, so its `id:` is a cursor
+//! holding the last position seen on each member: `g:crash:12,t:dice:40.2`.
+//! Slugs and types never contain `:`, `,` or `.` (see [`crate::names`]), so
+//! the format needs no escaping.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -100,8 +103,60 @@ pub fn parse_members(
     }
 }
 
-/// Last round id per member stream.
-pub type Cursor = BTreeMap<StreamName, i64>;
+/// A position in one stream: just after the round `round`, or, with
+/// `update`, just after the update numbered `update` that the stream sent
+/// while `round` was its newest round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The stream's newest round at that point.
+    pub round: i64,
+    /// The update's number (the stream's update log), if it was an update.
+    pub update: Option<i64>,
+}
+
+impl Position {
+    /// Just after round `round`.
+    pub fn round(round: i64) -> Self {
+        Self {
+            round,
+            update: None,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.update {
+            None => write!(f, "{}", self.round),
+            Some(update) => write!(f, "{}.{update}", self.round),
+        }
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = CursorError;
+
+    /// `R` or `R.U`, both decimal integers.
+    fn from_str(text: &str) -> Result<Self, CursorError> {
+        let number = |s: &str| {
+            // `i64::from_str` also takes a leading `+`: not our format.
+            if s.starts_with('+') {
+                return Err(CursorError::Malformed);
+            }
+            s.parse::<i64>().map_err(|_| CursorError::Malformed)
+        };
+        match text.split_once('.') {
+            None => Ok(Self::round(number(text)?)),
+            Some((round, update)) => Ok(Self {
+                round: number(round)?,
+                update: Some(number(update)?),
+            }),
+        }
+    }
+}
+
+/// Last position per member stream.
+pub type Cursor = BTreeMap<StreamName, Position>;
 
 /// Reads a cursor, refusing streams outside `members`.
 pub fn parse(text: &str, members: &[StreamName]) -> Result<Cursor, CursorError> {
@@ -123,7 +178,7 @@ pub fn parse(text: &str, members: &[StreamName]) -> Result<Cursor, CursorError> 
             "t" => StreamName::Type(name.to_owned()),
             _ => return Err(CursorError::Malformed),
         };
-        let id = id.parse::<i64>().map_err(|_| CursorError::Malformed)?;
+        let id = id.parse::<Position>()?;
         if !members.contains(&stream) {
             return Err(CursorError::Foreign);
         }
@@ -181,11 +236,35 @@ mod tests {
     fn cursor_round_trips() {
         let members = [g("crash"), t("dice")];
         let cursor = parse("g:crash:12,t:dice:40", &members).unwrap();
-        assert_eq!(cursor.get(&g("crash")), Some(&12));
-        assert_eq!(cursor.get(&t("dice")), Some(&40));
+        assert_eq!(cursor.get(&g("crash")), Some(&Position::round(12)));
+        assert_eq!(cursor.get(&t("dice")), Some(&Position::round(40)));
         assert_eq!(format(&cursor), "g:crash:12,t:dice:40");
+        let with_update = parse("g:crash:12.3", &members).unwrap();
+        assert_eq!(
+            with_update.get(&g("crash")),
+            Some(&Position {
+                round: 12,
+                update: Some(3)
+            })
+        );
+        assert_eq!(format(&with_update), "g:crash:12.3");
         assert_eq!(parse(&format(&cursor), &members).unwrap(), cursor);
         assert_eq!(parse("", &members).unwrap(), Cursor::new());
+    }
+
+    #[test]
+    fn positions_round_trip() {
+        for text in ["12", "12.3", "-1", "0.0"] {
+            let position: Position = text.parse().unwrap();
+            assert_eq!(position.to_string(), text);
+        }
+        for bad in ["", ".", "1.", ".1", "1.2.3", "+1", "1.+2", "x"] {
+            assert_eq!(
+                bad.parse::<Position>(),
+                Err(CursorError::Malformed),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -199,6 +278,10 @@ mod tests {
             "g:Crash:1",
             "g:crash:1,",
             ",g:crash:1",
+            "g:crash:1.",
+            "g:crash:.1",
+            "g:crash:1.2.3",
+            "g:crash:+1",
         ] {
             assert_eq!(parse(bad, &members), Err(CursorError::Malformed), "{bad:?}");
         }

@@ -159,13 +159,19 @@ pub fn heartbeat_frame(unix_seconds: u64) -> Vec<u8> {
         .finish()
 }
 
-/// A round frame: `id: <round_id>`, `event: <event>`, `data: <json>`.
+/// A round frame: `id: <id>`, `event: <event>`, `data: <json>`; the id is
+/// the round id, or an update's [`crate::cursor::Position`].
 ///
 /// `json` is the round's serialised JSON, which never contains a raw line
 /// break (serde_json escapes them), so it is always a single `data:` line.
-pub fn round_frame(event: &str, round_id: i64, json: &str) -> Result<Vec<u8>, FrameError> {
-    let mut id = String::new();
-    let _ = write!(id, "{round_id}");
+pub fn round_frame(
+    event: &str,
+    id: impl std::fmt::Display,
+    json: &str,
+) -> Result<Vec<u8>, FrameError> {
+    let mut id_text = String::new();
+    let _ = write!(id_text, "{id}");
+    let id = id_text;
     Ok(Frame::with_capacity(json.len() + event.len() + 32)
         .id(&id)?
         .event(event)?

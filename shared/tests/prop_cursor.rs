@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use common::{ByteEdit, any_text, byte_edit, config, tricky_string};
 use proptest::prelude::*;
-use shared::cursor::{self, Cursor, CursorError, MAX_MEMBERS, StreamName};
+use shared::cursor::{self, Cursor, CursorError, MAX_MEMBERS, Position, StreamName};
 use shared::names;
 
 /// A valid game slug or type (`[a-z0-9][a-z0-9_-]{0,63}`), mostly short.
@@ -33,15 +33,10 @@ fn members_and_cursor() -> impl Strategy<Value = (Vec<StreamName>, Cursor)> {
     prop::collection::btree_set(stream(), 1..=MAX_MEMBERS)
         .prop_map(|set| set.into_iter().collect::<Vec<_>>())
         .prop_flat_map(|members| {
-            let ids = prop::collection::vec(
-                prop::option::of(prop_oneof![
-                    any::<i64>(),
-                    Just(i64::MIN),
-                    Just(i64::MAX),
-                    Just(0)
-                ]),
-                members.len(),
-            );
+            let number = || prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), Just(0)];
+            let position = (number(), prop::option::of(number()))
+                .prop_map(|(round, update)| Position { round, update });
+            let ids = prop::collection::vec(prop::option::of(position), members.len());
             (Just(members), ids)
         })
         .prop_map(|(members, ids)| {
@@ -62,7 +57,8 @@ fn cursor_like() -> impl Strategy<Value = String> {
             prop_oneof![name(), tricky_string(6)],
             prop_oneof![
                 any::<i64>().prop_map(|i| i.to_string()),
-                "[-+0-9]{0,22}",
+                (any::<i64>(), any::<i64>()).prop_map(|(r, u)| format!("{r}.{u}")),
+                "[-+0-9.]{0,22}",
                 tricky_string(4)
             ],
         )

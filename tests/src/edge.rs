@@ -53,8 +53,14 @@ pub fn events(kind: EventKind, rounds: &[Round]) -> Vec<RoundEvent> {
 
 /// The SSE frame the edge sends for `round` as `event`.
 pub fn frame(event: &str, round: &Round) -> String {
+    frame_at(event, &round.round_id.to_string(), round)
+}
+
+/// The SSE frame for `round` as `event` with `id: <id>` (an update's id is
+/// the stream's newest round and the update's number: `12.3`).
+pub fn frame_at(event: &str, id: &str, round: &Round) -> String {
     let json = serde_json::to_string(round).unwrap_or_default();
-    format!("id: {}\nevent: {event}\ndata: {json}\n\n", round.round_id)
+    format!("id: {id}\nevent: {event}\ndata: {json}\n\n")
 }
 
 /// The secrets of a state directory, kept in `secrets.json` (mode 0600) so a

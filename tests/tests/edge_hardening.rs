@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use devstack::edge::{Edge, TIMEOUT, events, frame, round};
+use devstack::edge::{Edge, TIMEOUT, events, frame, frame_at, round};
 use devstack::wait_for;
 use shared::EventKind::{New, Update};
 use shared::signature;
@@ -214,7 +214,7 @@ async fn replays_older_than_the_history_and_stale_updates_change_nothing() {
     client.read_frames(8, TIMEOUT).await.unwrap();
     let mut expected = vec!["retry: 3000\n\n".to_string()];
     expected.extend(rounds.iter().map(|r| frame("message", r)));
-    expected.push(frame("update", &newer));
+    expected.push(frame_at("update", "5.1", &newer));
     expected.push(frame("message", &six));
     assert_eq!(client.frames(), expected, "nothing replayed was sent");
     let (_, history) = edge

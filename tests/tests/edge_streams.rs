@@ -5,7 +5,7 @@
 // A failed expectation is a failed test: panicking is the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use devstack::edge::{Edge, TIMEOUT, events, frame, round};
+use devstack::edge::{Edge, TIMEOUT, events, frame, frame_at, round};
 use serde_json::json;
 use shared::EventKind::{Backfill, New, Update};
 
@@ -166,8 +166,84 @@ async fn backfills_are_stored_silently_and_updates_sent_only_when_changed() {
         live.text(),
         format!(
             "{RETRY}{}{}",
-            frame("update", &corrected),
+            // The stream's newest round (by arrival) was 5, and this is its
+            // first update.
+            frame_at("update", "5.1", &corrected),
             frame("message", &r11)
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_an_update_misses_and_repeats_nothing() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let path = format!("/sse/crash?api_key={key}");
+    let mut a = edge.sse(&path).await.unwrap();
+    a.read_frames(1, TIMEOUT).await.unwrap();
+    let r1 = round(1, "crash", "multiplier");
+    let r2 = round(2, "crash", "multiplier");
+    edge.store(events(New, &[r1.clone(), r2.clone()]))
+        .await
+        .unwrap();
+    let mut r1b = r1.clone();
+    r1b.extras = r#"{"n": 1, "v": 2}"#.into();
+    r1b.timestamp += 10;
+    edge.store(events(Update, std::slice::from_ref(&r1b)))
+        .await
+        .unwrap();
+    a.read_frames(4, TIMEOUT).await.unwrap();
+    let update_id = "2.1";
+    assert_eq!(
+        a.text(),
+        format!(
+            "{RETRY}{}{}{}",
+            frame("message", &r1),
+            frame("message", &r2),
+            frame_at("update", update_id, &r1b)
+        )
+    );
+    drop(a);
+
+    // Missed while away: round 3, then an update of round 2.
+    let r3 = round(3, "crash", "multiplier");
+    edge.store(events(New, std::slice::from_ref(&r3)))
+        .await
+        .unwrap();
+    let mut r2b = r2.clone();
+    r2b.extras = r#"{"n": 2, "v": 2}"#.into();
+    r2b.timestamp += 10;
+    edge.store(events(Update, std::slice::from_ref(&r2b)))
+        .await
+        .unwrap();
+
+    // Resumed from the update's id: exactly what was missed, in order.
+    let mut b = edge
+        .sse_with(&path, &[("last-event-id", update_id)])
+        .await
+        .unwrap();
+    b.read_frames(3, TIMEOUT).await.unwrap();
+    assert_eq!(
+        b.text(),
+        format!(
+            "{RETRY}{}{}",
+            frame("message", &r3),
+            frame_at("update", "3.2", &r2b)
+        )
+    );
+    // Resumed from round 2 instead: the update of round 1 too.
+    let mut c = edge
+        .sse_with(&path, &[("last-event-id", "2")])
+        .await
+        .unwrap();
+    c.read_frames(4, TIMEOUT).await.unwrap();
+    assert_eq!(
+        c.text(),
+        format!(
+            "{RETRY}{}{}{}",
+            frame_at("update", "2.1", &r1b),
+            frame("message", &r3),
+            frame_at("update", "3.2", &r2b)
         )
     );
 }

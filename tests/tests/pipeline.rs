@@ -101,12 +101,15 @@ async fn rows_committed_in_postgres_reach_sse_clients() {
     let (frame, round) = last_frame(&live);
     assert_eq!(
         frame,
+        // An update's id: the stream's newest round (100) and the update's
+        // number in the stream.
         expected(
             "update",
             100,
             r#"{"settled": true, "multiplier": 2.5}"#,
             &round["timestamp"]
         )
+        .replacen("id: 100\n", "id: 100.1\n", 1)
     );
 
     // DELETE → nothing: the next frame is the next insert.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use js_sys::Uint8Array;
-use shared::cursor::{self, Cursor, StreamName};
+use shared::cursor::{self, Cursor, Position, StreamName};
 use shared::sse;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -38,10 +38,9 @@ pub(crate) async fn single_stream(
 ) -> ApiResult<Response> {
     let resume = match last_event_id(&req) {
         None => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("Last-Event-ID must be a round id"))?,
-        ),
+        Some(raw) => Some(raw.parse::<Position>().map_err(|_| {
+            ApiError::bad_request("Last-Event-ID must be an id this stream sent (12 or 12.3)")
+        })?),
     };
     let admitted = auth::admit(&req, &env, std::slice::from_ref(&stream)).await?;
     open(&req, &env, ctx, admitted, vec![(stream, resume)], false).await
@@ -92,7 +91,7 @@ fn last_event_id(req: &Request) -> Option<String> {
 async fn subscribe(
     env: &Env,
     stream: &StreamName,
-    resume: Option<i64>,
+    resume: Option<Position>,
 ) -> worker::Result<WebSocket> {
     let object = stream.object_name();
     let stub = env
@@ -125,7 +124,7 @@ async fn open(
     env: &Env,
     ctx: Context,
     admitted: Admitted,
-    members: Vec<(StreamName, Option<i64>)>,
+    members: Vec<(StreamName, Option<Position>)>,
     multiplexed: bool,
 ) -> ApiResult<Response> {
     let config = StreamConfig::from_env(env);
@@ -379,7 +378,7 @@ impl Client {
                     return;
                 };
                 let rewritten = sse::rewrite_ids(&text, |old| {
-                    if let Ok(id) = old.parse::<i64>() {
+                    if let Ok(id) = old.parse::<Position>() {
                         cursor.insert(member.clone(), id);
                     }
                     cursor::format(cursor)

@@ -14,6 +14,7 @@ use std::cell::Cell;
 
 use js_sys::Uint8Array;
 use serde::Deserialize;
+use shared::cursor::Position;
 use shared::sse::{self, EVENT_INITIAL, EVENT_MESSAGE, EVENT_RESET, EVENT_UPDATE};
 use shared::{EventKind, IngestReply, Round, RoundEvent};
 use worker::{
@@ -45,6 +46,15 @@ struct StoredRound {
     json: String,
 }
 
+/// An update sent on the stream: the round after it, and the stream's newest
+/// round (`after_seq`) when it was sent.
+#[derive(Deserialize)]
+struct StoredUpdate {
+    useq: i64,
+    json: String,
+    after_seq: i64,
+}
+
 impl DurableObject for StreamObject {
     fn new(state: State, env: Env) -> Self {
         // Tables are created by the first store, not here: an object that a
@@ -67,7 +77,7 @@ impl DurableObject for StreamObject {
         };
         match (req.method(), req.path().as_str()) {
             (Method::Get, "/subscribe") => {
-                let resume = query("last_event_id").and_then(|v| v.parse::<i64>().ok());
+                let resume = query("last_event_id").and_then(|v| v.parse::<Position>().ok());
                 let stream = query("stream").unwrap_or_default();
                 self.subscribe(resume, &stream)
             }
@@ -157,7 +167,10 @@ impl StreamObject {
             )?
             .to_array()?;
         let exists = rows.first().is_some_and(|c| c.n > 0);
-        self.tables.set(exists);
+        if exists {
+            // An object stored before later tables existed gets them now.
+            self.create_tables()?;
+        }
         Ok(exists)
     }
 
@@ -172,6 +185,17 @@ impl StreamObject {
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 round_id INTEGER NOT NULL UNIQUE,
                 json TEXT NOT NULL
+            )",
+            None,
+        )?;
+        // Every update of a stored round, in the order sent: a client that
+        // resumes gets the ones it missed, and none twice.
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS updates (
+                useq INTEGER PRIMARY KEY AUTOINCREMENT,
+                round_id INTEGER NOT NULL,
+                json TEXT NOT NULL,
+                after_seq INTEGER NOT NULL
             )",
             None,
         )?;
@@ -218,28 +242,42 @@ impl StreamObject {
 
     /// Accepts a bridge socket and queues what the client must see first: the
     /// latest round, or everything after its `Last-Event-ID`, or a reset.
-    fn subscribe(&self, resume: Option<i64>, stream: &str) -> Result<Response> {
+    fn subscribe(&self, resume: Option<Position>, stream: &str) -> Result<Response> {
         let pair = WebSocketPair::new()?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
         let mut out = Outbox::default();
         let anchor = match resume {
-            Some(id) => self
+            Some(position) => self
                 .sql_rows(
                     "SELECT seq, round_id, json FROM rounds WHERE round_id = ?",
-                    vec![id.into()],
+                    vec![position.round.into()],
                 )?
                 .pop(),
             None => None,
         };
         match (resume, anchor) {
-            (Some(_), Some(anchor)) => {
-                let backlog = self.sql_rows(
+            (Some(position), Some(anchor)) => {
+                let rows = self.sql_rows(
                     "SELECT seq, round_id, json FROM rounds WHERE seq > ? ORDER BY seq",
                     vec![anchor.seq.into()],
                 )?;
-                for row in backlog {
-                    out.extend(frame(EVENT_MESSAGE, &row)?);
+                let updates: Vec<StoredUpdate> = self
+                    .state
+                    .storage()
+                    .sql()
+                    .exec(
+                        "SELECT useq, json, after_seq FROM updates
+                         WHERE after_seq > ? OR (after_seq = ? AND useq > ?) ORDER BY useq",
+                        vec![
+                            anchor.seq.into(),
+                            anchor.seq.into(),
+                            position.update.unwrap_or(0).into(),
+                        ],
+                    )?
+                    .to_array()?;
+                for (event, id, json) in backlog(&anchor, &rows, &updates) {
+                    out.extend(sse::round_frame(event, id, json).map_err(to_err)?);
                 }
             }
             (Some(_), None) => {
@@ -326,6 +364,7 @@ impl StreamObject {
                     vec![round.round_id.into()],
                 )?
                 .pop();
+            let mut id = Position::round(round.round_id);
             let (changed, event_name) = match (event.kind, known) {
                 (_, Some(row)) if row.json == json => (false, None),
                 (EventKind::Update, Some(row)) if is_stale(round, &row) => (false, None),
@@ -334,6 +373,7 @@ impl StreamObject {
                         "UPDATE rounds SET json = ? WHERE round_id = ?",
                         vec![json.clone().into(), round.round_id.into()],
                     )?;
+                    id = self.log_update(round.round_id, &json)?;
                     (true, Some(EVENT_UPDATE))
                 }
                 // A different body under a known id is a replayed insert:
@@ -360,7 +400,7 @@ impl StreamObject {
                 reply.duplicates += 1;
             }
             if let Some(name) = event_name {
-                out.extend(sse::round_frame(name, round.round_id, &json).map_err(to_err)?);
+                out.extend(sse::round_frame(name, id, &json).map_err(to_err)?);
             }
         }
         self.trim(StreamConfig::from_env(&self.env).history_limit)?;
@@ -368,6 +408,35 @@ impl StreamObject {
             self.broadcast(message);
         }
         Ok(reply)
+    }
+
+    /// Logs an update of a stored round; returns its position: the stream's
+    /// newest round and the update's number.
+    fn log_update(&self, round_id: i64, json: &str) -> Result<Position> {
+        #[derive(Deserialize)]
+        struct Logged {
+            useq: i64,
+            head: i64,
+        }
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "INSERT INTO updates (round_id, json, after_seq) VALUES (?, ?, (SELECT MAX(seq) FROM rounds))",
+            vec![round_id.into(), json.into()],
+        )?;
+        let logged: Vec<Logged> = sql
+            .exec(
+                "SELECT u.useq AS useq, r.round_id AS head FROM updates u
+                 JOIN rounds r ON r.seq = u.after_seq ORDER BY u.useq DESC LIMIT 1",
+                None,
+            )?
+            .to_array()?;
+        let logged = logged
+            .first()
+            .ok_or_else(|| worker::Error::RustError("update not logged".into()))?;
+        Ok(Position {
+            round: logged.head,
+            update: Some(logged.useq),
+        })
     }
 
     /// Keeps the newest `limit` rounds, raising the watermark over the
@@ -393,6 +462,14 @@ impl StreamObject {
             "INSERT INTO meta (name, value) VALUES ('watermark', ?)
              ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
             vec![id.into()],
+        )?;
+        // Updates sent while a trimmed round was the newest: no resume can
+        // reach them any more.
+        sql.exec(
+            &format!(
+                "DELETE FROM updates WHERE after_seq <= (SELECT MAX(seq) FROM rounds WHERE {cut})"
+            ),
+            vec![limit.into()],
         )?;
         sql.exec(
             &format!("DELETE FROM rounds WHERE {cut}"),
@@ -437,6 +514,47 @@ impl Outbox {
     }
 }
 
+/// What a client resuming just after `anchor` (or after an update sent while
+/// it was the newest round) missed, in the order the stream sent it: each
+/// round after the anchor as a `message` (with its current body), and each
+/// update after the position, placed after the round that was newest when
+/// it was sent. `updates` are those after the position, by number.
+fn backlog<'a>(
+    anchor: &'a StoredRound,
+    rows: &'a [StoredRound],
+    updates: &'a [StoredUpdate],
+) -> Vec<(&'static str, Position, &'a str)> {
+    let mut out = Vec::with_capacity(rows.len() + updates.len());
+    let mut pending = updates.iter().peekable();
+    let mut head = anchor;
+    for row in rows {
+        while let Some(update) = pending.next_if(|u| u.after_seq < row.seq) {
+            out.push(update_entry(head, update));
+        }
+        out.push((
+            EVENT_MESSAGE,
+            Position::round(row.round_id),
+            row.json.as_str(),
+        ));
+        head = row;
+    }
+    for update in pending {
+        out.push(update_entry(head, update));
+    }
+    out
+}
+
+fn update_entry<'a>(
+    head: &StoredRound,
+    update: &'a StoredUpdate,
+) -> (&'static str, Position, &'a str) {
+    let position = Position {
+        round: head.round_id,
+        update: Some(update.useq),
+    };
+    (EVENT_UPDATE, position, update.json.as_str())
+}
+
 /// Whether `update` is older, by commit time, than the stored `row`: an
 /// update replayed after a later one must not restore the stale value.
 fn is_stale(update: &Round, row: &StoredRound) -> bool {
@@ -462,6 +580,50 @@ fn to_err(err: sse::FrameError) -> worker::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(seq: i64, round_id: i64) -> StoredRound {
+        StoredRound {
+            seq,
+            round_id,
+            json: format!("r{round_id}"),
+        }
+    }
+
+    fn update(useq: i64, after_seq: i64, body: &str) -> StoredUpdate {
+        StoredUpdate {
+            useq,
+            json: body.into(),
+            after_seq,
+        }
+    }
+
+    #[test]
+    fn a_backlog_interleaves_updates_after_the_round_that_was_newest() {
+        let anchor = row(1, 10);
+        let rows = [row(2, 11), row(3, 12)];
+        // u5 was sent while round 10 was newest, u6 after 11, u7 and u8 after 12.
+        let updates = [
+            update(5, 1, "a"),
+            update(6, 2, "b"),
+            update(7, 3, "c"),
+            update(8, 3, "d"),
+        ];
+        let got: Vec<(String, String, String)> = backlog(&anchor, &rows, &updates)
+            .into_iter()
+            .map(|(e, p, j)| (e.to_string(), p.to_string(), j.to_string()))
+            .collect();
+        let want = [
+            ("update", "10.5", "a"),
+            ("message", "11", "r11"),
+            ("update", "11.6", "b"),
+            ("message", "12", "r12"),
+            ("update", "12.7", "c"),
+            ("update", "12.8", "d"),
+        ]
+        .map(|(e, p, j)| (e.to_string(), p.to_string(), j.to_string()));
+        assert_eq!(got, want);
+        assert!(backlog(&anchor, &[], &[]).is_empty());
+    }
 
     #[test]
     fn frames_are_packed_without_splitting_and_within_the_bound() {

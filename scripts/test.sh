@@ -39,3 +39,6 @@ rm -rf "$dist"
 step "end-to-end and edge tests (real nats-server, workerd under wrangler dev, ingest)"
 cargo build -p ingest --locked
 cargo test -p devstack --test '*' --locked
+
+step "fault matrix, short (every fault injected into the whole system; nothing may be lost)"
+GAMEFEED_SKIP_BUILD=1 bash scripts/faults.sh --short

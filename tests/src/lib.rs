@@ -22,7 +22,9 @@
 //! - [`fixtures`]: the Debezium events of `tests/fixtures/` and test API keys.
 #![forbid(unsafe_code)]
 
+pub mod cutter;
 pub mod edge;
+pub mod feed_client;
 pub mod fixtures;
 pub mod pipeline;
 pub mod postgres;

@@ -78,7 +78,7 @@ impl Pipeline {
     }
 
     /// Every process of the system.
-    fn procs(&mut self) -> [&mut Proc; 7] {
+    pub fn procs(&mut self) -> [&mut Proc; 7] {
         [
             &mut self.stack.ingest,
             &mut self.stack.edge.worker.proc,

@@ -184,6 +184,14 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 1000 / ticks))
 }
 
+/// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Stops process group `pgid` if its leader is still the process that
 /// started at `started` (SIGTERM, SIGKILL after 10 s) and waits until the
 /// group is gone, ports released. Returns whether it was running.

@@ -167,6 +167,7 @@ async fn unknown_games_are_404_and_create_no_object() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_older_than_the_history_and_stale_updates_change_nothing() {
+    // (A correction of a round older than the history is still sent, once.)
     let edge = Edge::start(&[("HISTORY_LIMIT", "3")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let mut client = edge
@@ -186,8 +187,25 @@ async fn replays_older_than_the_history_and_stale_updates_change_nothing() {
         r.timestamp += 100;
         r
     };
-    let reply = edge.store(events(Update, &[old_update])).await.unwrap();
+    // A correction of a trimmed round is news: sent as an update, once.
+    let reply = edge
+        .store(events(Update, std::slice::from_ref(&old_update)))
+        .await
+        .unwrap();
+    assert_eq!(reply, serde_json::json!({"stored": 1, "duplicates": 0}));
+    let reply = edge
+        .store(events(Update, std::slice::from_ref(&old_update)))
+        .await
+        .unwrap();
     assert_eq!(reply, serde_json::json!({"stored": 0, "duplicates": 1}));
+    let mut stale_old = old_update.clone();
+    stale_old.extras = r#"{"n": 1, "late": "earlier"}"#.into();
+    stale_old.timestamp -= 50;
+    let reply = edge.store(events(Update, &[stale_old])).await.unwrap();
+    assert_eq!(reply, serde_json::json!({"stored": 0, "duplicates": 1}));
+    // Still not a round of the history.
+    let (_, history) = edge.get("/api/games/crash/rounds", &key).await.unwrap();
+    assert_eq!(history.matches("round_id").count(), 3, "{history}");
 
     // Round 5 updated, then an older update of it replayed.
     let mut newer = rounds[4].clone();
@@ -211,10 +229,11 @@ async fn replays_older_than_the_history_and_stale_updates_change_nothing() {
         .await
         .unwrap();
 
-    client.read_frames(8, TIMEOUT).await.unwrap();
+    client.read_frames(9, TIMEOUT).await.unwrap();
     let mut expected = vec!["retry: 3000\n\n".to_string()];
     expected.extend(rounds.iter().map(|r| frame("message", r)));
-    expected.push(frame_at("update", "5.1", &newer));
+    expected.push(frame_at("update", "5.1", &old_update));
+    expected.push(frame_at("update", "5.2", &newer));
     expected.push(frame("message", &six));
     assert_eq!(client.frames(), expected, "nothing replayed was sent");
     let (_, history) = edge

@@ -18,6 +18,15 @@ use crate::error::{ApiError, ApiResult};
 /// Largest accepted batch body.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Whether `n` survives JavaScript numbers unchanged. Events reach the
+/// stream objects through `JSON.parse` and their ids SQLite through JS
+/// numbers: an integer beyond ±(2^53 - 1) would be refused there (a 503 that
+/// ingest would retry forever, stalling the game) or rounded into another
+/// round's id. Browsers could not read it exactly either.
+fn exact_in_js(n: i64) -> bool {
+    n.unsigned_abs() < 1 << 53
+}
+
 /// Handles one batch.
 pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> ApiResult<Response> {
     let refused = || ApiError::new(ErrorCode::InvalidSignature, "invalid signature");
@@ -53,6 +62,18 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> Api
             return Err(ApiError::new(
                 ErrorCode::InvalidBatch,
                 format!("round {}: invalid game slug or type", round.round_id),
+            ));
+        }
+        if ![round.round_id, round.game_id, round.timestamp]
+            .into_iter()
+            .all(exact_in_js)
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBatch,
+                format!(
+                    "round {}: round_id, game_id and timestamp must be within ±(2^53 - 1)",
+                    round.round_id
+                ),
             ));
         }
     }
@@ -240,6 +261,17 @@ mod tests {
                 extras: "{}".into(),
                 timestamp: 0,
             },
+        }
+    }
+
+    #[test]
+    fn only_integers_javascript_holds_exactly_are_accepted() {
+        let max = (1i64 << 53) - 1;
+        for ok in [0, 1, -1, max, -max] {
+            assert!(exact_in_js(ok), "{ok}");
+        }
+        for bad in [max + 1, -max - 1, i64::MAX, i64::MIN] {
+            assert!(!exact_in_js(bad), "{bad}");
         }
     }
 

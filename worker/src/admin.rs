@@ -22,6 +22,15 @@ use crate::error::{ApiError, ApiResult};
 /// Prefix of the KV entry naming a key id's hash.
 pub(crate) const ID_PREFIX: &str = "id:";
 
+/// Longest id looked up. Ids are `key_` and 16 hex digits; KV refuses keys
+/// over 512 bytes with an error (a 503), so a longer id in a URL is simply
+/// no key.
+const MAX_ID_LEN: usize = 64;
+
+fn no_such_key() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no API key with this id")
+}
+
 /// Refuses the request unless it carries the admin token.
 pub(crate) fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
     let refused = || ApiError::new(ErrorCode::Unauthorized, "admin token required");
@@ -231,19 +240,21 @@ pub(crate) async fn list_keys(env: Env) -> ApiResult<Response> {
 
 /// `DELETE /admin/keys/:id`: revokes; the record stays, marked revoked.
 pub(crate) async fn revoke_key(env: Env, id: &str) -> ApiResult<Response> {
+    if id.len() > MAX_ID_LEN {
+        return Err(no_such_key());
+    }
     let kv = env.kv(KEYS)?;
-    let not_found = || ApiError::new(ErrorCode::NotFound, "no API key with this id");
     let hash = kv
         .get(&format!("{ID_PREFIX}{id}"))
         .text()
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(no_such_key)?;
     let kv_key = format!("{}{hash}", apikey::KV_PREFIX);
     let mut record = kv
         .get(&kv_key)
         .json::<ApiKeyRecord>()
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(no_such_key)?;
     record.revoked = true;
     kv.put(&kv_key, serde_json::to_string(&record)?)?
         .execute()
@@ -269,11 +280,8 @@ pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Respon
             .filter(|d| (1..=shared::limits::USAGE_KEEP_DAYS).contains(d))
             .ok_or_else(|| ApiError::bad_request("days must be 1 to 90"))?,
     };
-    if crate::auth::kv_key_of_id(&env, id).await?.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            "no API key with this id",
-        ));
+    if id.len() > MAX_ID_LEN || crate::auth::kv_key_of_id(&env, id).await?.is_none() {
+        return Err(no_such_key());
     }
     let body = crate::limits::usage(&env, id, days).await?;
     json_response(200, to_json(&body)?)

@@ -17,6 +17,16 @@ use crate::{admin, api, auth, bridge, ingest, limits, tokens};
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = req.path();
     let method = req.method();
+    // `worker::Method` reads every method it does not know (PROPFIND, PURGE,
+    // LOCK, …) as GET, which would serve them as GET: they are refused here.
+    let raw_method = req.inner().method();
+    if raw_method != method.as_ref() {
+        return ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("method {raw_method} not allowed here"),
+        )
+        .into_response();
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let outcome = route(req, env, ctx, &method, &segments).await;
     match outcome {

@@ -74,7 +74,7 @@ async fn main() {
         "--edge-url",
         &edge_url,
         "--ingest-secret",
-        "0123456789abcdef0123",
+        "0123456789abcdef0123456789abcdef",
         "--nats-url",
         &nats.url,
     ];

@@ -80,6 +80,18 @@ pub struct Config {
     #[arg(long, env = "ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
 
+    /// How many times a round of a game ingest does not know is delivered
+    /// (and nak'd, waiting for the game's change event) before ingest gives
+    /// up and dead-letters it; with the default delay about a minute. Games
+    /// events are read ahead on their own, so one already in the stream is
+    /// never starved by such rounds.
+    #[arg(long, env = "UNKNOWN_GAME_MAX_DELIVERIES", default_value_t = 30)]
+    pub unknown_game_max_deliveries: i64,
+
+    /// Redelivery delay of a round whose game is not known yet, in ms.
+    #[arg(long, env = "UNKNOWN_GAME_DELAY_MS", default_value_t = 2_000)]
+    pub unknown_game_delay_ms: u64,
+
     /// JetStream key-value bucket where ingest keeps the games registry (id →
     /// slug and type), so a restart does not forget games whose change events
     /// were acknowledged long ago.
@@ -160,9 +172,7 @@ impl Config {
             .ingest_secret
             .clone()
             .ok_or("INGEST_SECRET (--ingest-secret) is required")?;
-        if secret.len() < 16 {
-            return Err("INGEST_SECRET must be at least 16 characters".into());
-        }
+        check_secret(&secret)?;
         if self.batch_max == 0 {
             return Err("BATCH_MAX must be at least 1".into());
         }
@@ -179,6 +189,12 @@ impl Config {
         }
         if self.ack_wait_secs < 1 {
             return Err("ACK_WAIT_SECS must be at least 1".into());
+        }
+        if self.unknown_game_max_deliveries < 1 {
+            return Err("UNKNOWN_GAME_MAX_DELIVERIES must be at least 1".into());
+        }
+        if self.unknown_game_delay_ms < 1 {
+            return Err("UNKNOWN_GAME_DELAY_MS must be at least 1".into());
         }
         if self.nats_user.is_some() != self.nats_password.is_some() {
             return Err("NATS_USER and NATS_PASSWORD go together".into());
@@ -225,6 +241,61 @@ impl Config {
     }
 }
 
+/// Shortest `INGEST_SECRET` accepted: 32 characters, e.g. 16 random bytes in
+/// hex (`openssl rand -hex 32` gives 64).
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Words that mark a value copied from an example instead of generated.
+const PLACEHOLDERS: [&str; 12] = [
+    "replace-with",
+    "replace_with",
+    "replacewith",
+    "replace-me",
+    "replaceme",
+    "change-me",
+    "change_me",
+    "changeme",
+    "example",
+    "placeholder",
+    "your-secret",
+    "your_secret",
+];
+
+/// Whole values that are never secrets, however long the check allows.
+const NOT_SECRETS: [&str; 6] = [
+    "secret",
+    "password",
+    "ingest_secret",
+    "ingest-secret",
+    "test",
+    "dev",
+];
+
+/// Refuses a signing secret that is a placeholder, too short, or too
+/// uniform to be random; the error names the setting and never the value.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    let lower = secret.trim().to_ascii_lowercase();
+    if NOT_SECRETS.contains(&lower.as_str()) || PLACEHOLDERS.iter().any(|word| lower.contains(word))
+    {
+        return Err(
+            "INGEST_SECRET is a placeholder, not a secret: generate one (e.g. `openssl rand -hex 32`) and set the same value in the Worker (`wrangler secret put INGEST_SECRET`)".into(),
+        );
+    }
+    if secret.chars().count() < MIN_SECRET_LEN {
+        return Err(format!(
+            "INGEST_SECRET must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    let distinct: std::collections::BTreeSet<char> = secret.chars().collect();
+    if distinct.len() < 6 {
+        return Err(format!(
+            "INGEST_SECRET uses only {} distinct characters: not a random secret (e.g. `openssl rand -hex 32`)",
+            distinct.len()
+        ));
+    }
+    Ok(())
+}
+
 impl std::fmt::Debug for Config {
     // Hand-written so no secret reaches a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -255,6 +326,9 @@ mod tests {
         config: Config,
     }
 
+    /// A valid secret (32 hex characters, as `devstack` generates them).
+    const SECRET: &str = "5f1c0e9a7b3d24681ace0b9d7f3e5a21";
+
     fn parse(args: &[&str]) -> Config {
         let mut all = vec!["ingest"];
         all.extend_from_slice(args);
@@ -267,7 +341,7 @@ mod tests {
             "--edge-url",
             "http://127.0.0.1:8787/",
             "--ingest-secret",
-            "0123456789abcdef",
+            SECRET,
         ]);
         let checked = config.check().unwrap();
         assert_eq!(checked.edge_url, "http://127.0.0.1:8787");
@@ -279,7 +353,7 @@ mod tests {
             "--edge-url",
             "https://e",
             "--ingest-secret",
-            "0123456789abcdef",
+            SECRET,
             "--subjects",
             "a.b.rounds,a.b.games",
         ]);
@@ -292,14 +366,9 @@ mod tests {
     #[test]
     fn errors_name_the_setting() {
         let cases: [(&[&str], &str); 6] = [
-            (&["--ingest-secret", "0123456789abcdef"], "EDGE_URL"),
+            (&["--ingest-secret", SECRET], "EDGE_URL"),
             (
-                &[
-                    "--edge-url",
-                    "ftp://x",
-                    "--ingest-secret",
-                    "0123456789abcdef",
-                ],
+                &["--edge-url", "ftp://x", "--ingest-secret", SECRET],
                 "EDGE_URL",
             ),
             (&["--edge-url", "http://x"], "INGEST_SECRET"),
@@ -312,7 +381,7 @@ mod tests {
                     "--edge-url",
                     "http://x",
                     "--ingest-secret",
-                    "0123456789abcdef",
+                    SECRET,
                     "--nats-user",
                     "u",
                 ],
@@ -323,7 +392,7 @@ mod tests {
                     "--edge-url",
                     "http://x",
                     "--ingest-secret",
-                    "0123456789abcdef",
+                    SECRET,
                     "--nats-creds",
                     "/nope",
                 ],
@@ -337,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_environment_example_is_a_valid_configuration() {
+    fn the_shipped_environment_example_is_valid_once_its_secret_is_set() {
         use clap::CommandFactory;
         let path = format!(
             "{}/../deploy/ingest/ingest.env.example",
@@ -366,10 +435,50 @@ mod tests {
                 args.push(value.to_string());
             }
         }
-        let config = Cli::try_parse_from(args).unwrap().config;
+        let mut config = Cli::try_parse_from(args).unwrap().config;
+        // Its INGEST_SECRET is a placeholder, which ingest refuses at start
+        // until a real secret replaces it; everything else is valid as is.
+        let err = config.check().unwrap_err();
+        assert!(
+            err.contains("INGEST_SECRET") && err.contains("placeholder"),
+            "{err}"
+        );
+        config.ingest_secret = Some(SECRET.into());
         config.check().unwrap();
     }
 
+    #[test]
+    fn placeholder_short_or_uniform_secrets_are_refused() {
+        for refused in [
+            "replace-with-a-long-random-secret",
+            "REPLACE-WITH-A-LONG-RANDOM-SECRET-0123456789",
+            "change-me-change-me-change-me-change-me",
+            "please-changeme-before-production-use",
+            "this-is-an-example-secret-of-sufficient-length",
+            "my-placeholder-0123456789abcdef0123456789",
+            "secret",
+            "Secret",
+            "0123456789abcdef",
+            "0123456789abcdef0123456789abcde",
+            &"s".repeat(32),
+            &"abab".repeat(16),
+            "",
+        ] {
+            let err = check_secret(refused).unwrap_err();
+            assert!(err.contains("INGEST_SECRET"), "{refused:?}: {err}");
+            assert!(!err.contains(refused) || refused.len() < 8, "{err}");
+        }
+        for accepted in [
+            SECRET,
+            "0123456789abcdef0123456789abcdef",
+            "correct horse battery staple, but longer",
+            &"a1b2c3d4".repeat(4),
+        ] {
+            assert_eq!(check_secret(accepted), Ok(()), "{accepted:?}");
+        }
+        let config = parse(&["--edge-url", "http://x", "--ingest-secret", "change-me"]);
+        assert!(config.check().unwrap_err().contains("INGEST_SECRET"));
+    }
     #[test]
     fn debug_hides_secrets() {
         let config = parse(&[

@@ -17,10 +17,31 @@ pub enum EdgeError {
     /// drop nothing.
     #[error("edge refused the signature (401): check that INGEST_SECRET matches the Worker's")]
     Unauthorized,
+    /// 3xx: EDGE_URL does not point at the Worker itself. Never followed
+    /// (that would hand the signed batch to another address); retry, drop
+    /// nothing.
+    #[error(
+        "edge answered {status} redirecting to {location:?}: not followed; EDGE_URL must be the Worker's own URL"
+    )]
+    Redirected {
+        /// The 3xx status.
+        status: u16,
+        /// Its `Location` header, if any.
+        location: String,
+    },
+    /// A 2xx whose body is not the edge's reply for this batch (unparsable,
+    /// or counting other than the events sent): nothing proves the events
+    /// were stored, so retry, never acknowledge.
+    #[error("edge answered 2xx without a valid reply: {0}")]
+    BadReply(String),
     /// Anything else (5xx, 429, timeout, network): retry.
     #[error("edge unavailable: {0}")]
     Retryable(String),
 }
+
+/// Most bytes of an answer ingest reads: the edge's replies are tiny, and
+/// whatever stands at EDGE_URL must not make ingest hold a huge body.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// A pooled client bound to one edge and one secret.
 #[derive(Clone)]
@@ -35,7 +56,8 @@ pub struct EdgeClient {
 pub struct Posted {
     /// The edge's verdict.
     pub result: Result<IngestReply, EdgeError>,
-    /// Status label for metrics (`200`, `503`, `error`, …).
+    /// Status label for metrics (`200`, `503`, `307`, `bad_reply`, `error`,
+    /// `timeout`, …).
     pub status: String,
     /// Wall time of the POST.
     pub elapsed: Duration,
@@ -48,6 +70,9 @@ impl EdgeClient {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
+            // A redirect would send the body and its signature to another
+            // address: never follow one, report it (see `EdgeError::Redirected`).
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let base = base_url.trim_end_matches('/').to_string();
         Ok(Self {
@@ -58,7 +83,8 @@ impl EdgeClient {
         })
     }
 
-    /// Posts one batch; `Ok` only on a 2xx.
+    /// Posts one batch; `Ok` only on a 2xx whose reply accounts for every
+    /// event of the batch.
     pub async fn post(&self, batch: &IngestBatch) -> Posted {
         let started = Instant::now();
         let (result, status) = self.post_inner(batch).await;
@@ -99,19 +125,115 @@ impl EdgeClient {
             }
         };
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        let result = match status {
-            200..=299 => Ok(serde_json::from_str(&text).unwrap_or_default()),
-            400 => Err(EdgeError::Rejected(text)),
-            401 => Err(EdgeError::Unauthorized),
-            413 => Err(EdgeError::TooLarge),
-            code => Err(EdgeError::Retryable(format!("status {code}"))),
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(200)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = read_capped(response, MAX_REPLY_BYTES).await;
+        let text = || {
+            body.as_ref()
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .chars()
+                        .take(500)
+                        .collect::<String>()
+                })
+                .unwrap_or_else(|e| e.clone())
         };
-        (result, status.to_string())
+        match status {
+            200..=299 => match body {
+                Ok(body) => match check_reply(&body, batch.events.len()) {
+                    Ok(reply) => (Ok(reply), status.to_string()),
+                    Err(why) => (Err(EdgeError::BadReply(why)), "bad_reply".into()),
+                },
+                Err(why) => (Err(EdgeError::BadReply(why)), "bad_reply".into()),
+            },
+            300..=399 => (
+                Err(EdgeError::Redirected { status, location }),
+                status.to_string(),
+            ),
+            400 => (Err(EdgeError::Rejected(text())), status.to_string()),
+            401 => (Err(EdgeError::Unauthorized), status.to_string()),
+            413 => (Err(EdgeError::TooLarge), status.to_string()),
+            code => (
+                Err(EdgeError::Retryable(format!("status {code}"))),
+                status.to_string(),
+            ),
+        }
     }
 
     /// Whether the edge answers `/healthz`.
     pub async fn healthy(&self) -> bool {
         matches!(self.http.get(format!("{}/healthz", self.base)).send().await, Ok(r) if r.status().is_success())
+    }
+}
+
+/// The body of `response`, or why it could not be read whole within `cap`
+/// bytes.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > cap => {
+                return Err(format!("answer over {cap} bytes"));
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(format!("reading the answer: {e}")),
+        }
+    }
+}
+
+/// The edge's reply to a batch of `sent` events, if `body` is one: an
+/// [`IngestReply`] whose `stored + duplicates` is exactly `sent`.
+fn check_reply(body: &[u8], sent: usize) -> Result<IngestReply, String> {
+    let reply: IngestReply = serde_json::from_slice(body).map_err(|e| {
+        let start: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        format!("not an ingest reply ({e}): {start:?}")
+    })?;
+    let counted = u64::from(reply.stored) + u64::from(reply.duplicates);
+    if counted != sent as u64 {
+        return Err(format!(
+            "reply counts {counted} events (stored {}, duplicates {}) for {sent} sent",
+            reply.stored, reply.duplicates
+        ));
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_reply_accounting_for_every_event_is_a_success() {
+        assert_eq!(
+            check_reply(br#"{"stored":2,"duplicates":1}"#, 3),
+            Ok(IngestReply {
+                stored: 2,
+                duplicates: 1
+            })
+        );
+        for (body, sent) in [
+            (&br#"{"stored":2,"duplicates":0}"#[..], 3),
+            (br#"{"stored":4,"duplicates":0}"#, 3),
+            (br#"{}"#, 1),
+            (b"", 1),
+            (b"<html>welcome</html>", 1),
+            (br#"{"stored":"3","duplicates":0}"#, 3),
+            (br#"{"stored":4294967295,"duplicates":4294967295}"#, 2),
+        ] {
+            assert!(
+                check_reply(body, sent).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

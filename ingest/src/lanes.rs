@@ -9,13 +9,20 @@
 //! is retried event by event and only the offending event is dead-lettered
 //! and terminated; a 413 halves the batch. While stopping, a failed batch is
 //! nak'd instead of retried, so a restart redelivers it.
+//!
+//! Every message a lane holds (in its channel, its queue or the batch being
+//! collected, posted or retried) is in the lane's [`Held`] set from the moment
+//! it is pushed until it is ended, and the lane's own timer sends `Progress`
+//! for all of them at a third of the ack wait, whatever the lane is doing: so
+//! JetStream redelivers nothing a lane holds, however long it waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use async_nats::Subject;
 use async_nats::jetstream::{self, AckKind, Message};
 use shared::{IngestBatch, RoundEvent};
 use tokio::sync::{mpsc, watch};
@@ -78,10 +85,77 @@ impl Item {
     }
 }
 
+/// Redelivery delay of a message whose dead-letter copy could not be stored
+/// (it is nak'd, not terminated, so nothing is lost).
+pub const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
+
+/// The messages a lane holds, by reply subject (each delivery has its own):
+/// what its keep-alive timer sends `Progress` for.
+#[derive(Default)]
+struct Held {
+    replies: Mutex<BTreeSet<Subject>>,
+}
+
+impl Held {
+    fn insert(&self, message: &Message) {
+        if let Some(reply) = &message.reply {
+            self.lock().insert(reply.clone());
+        }
+    }
+
+    fn remove(&self, message: &Message) {
+        if let Some(reply) = &message.reply {
+            self.lock().remove(reply);
+        }
+    }
+
+    fn contains(&self, reply: &Subject) -> bool {
+        self.lock().contains(reply)
+    }
+
+    fn snapshot(&self) -> Vec<Subject> {
+        self.lock().iter().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Subject>> {
+        // The set stays consistent even if a holder panicked mid-way.
+        self.replies.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sends `Progress` for everything in `held` every `period`, forever.
+async fn keep_alive(client: async_nats::Client, held: &Held, period: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for reply in held.snapshot() {
+            // Ended meanwhile: a late `Progress` would only postpone the
+            // redelivery a nak asked for.
+            if !held.contains(&reply) {
+                continue;
+            }
+            if let Err(err) = client
+                .publish(reply, bytes::Bytes::from_static(b"+WPI"))
+                .await
+            {
+                warn!(error = %err, "could not send progress");
+            }
+        }
+    }
+}
+
+/// One lane's handles.
+struct LaneHandle {
+    sender: mpsc::UnboundedSender<Item>,
+    held: Arc<Held>,
+    task: JoinHandle<()>,
+}
+
 /// The lanes, by game slug.
 pub struct Lanes {
     ctx: Arc<Ctx>,
-    lanes: HashMap<String, (mpsc::UnboundedSender<Item>, JoinHandle<()>)>,
+    lanes: HashMap<String, LaneHandle>,
 }
 
 impl Lanes {
@@ -96,14 +170,18 @@ impl Lanes {
     /// Queues `item` on the lane of `game`. Unbounded per lane, bounded in
     /// total by the consumer's `max_ack_pending`.
     pub fn push(&mut self, game: &str, item: Item) {
-        let (sender, _) = self.lanes.entry(game.to_string()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(lane(Arc::clone(&self.ctx), rx));
-            (tx, task)
+        let handle = self.lanes.entry(game.to_string()).or_insert_with(|| {
+            let (sender, rx) = mpsc::unbounded_channel();
+            let held = Arc::new(Held::default());
+            let task = tokio::spawn(lane(Arc::clone(&self.ctx), rx, Arc::clone(&held)));
+            LaneHandle { sender, held, task }
         });
-        if let Err(mpsc::error::SendError(item)) = sender.send(item) {
+        // Held from now on: kept alive while it waits in the channel too.
+        handle.held.insert(&item.message);
+        if let Err(mpsc::error::SendError(item)) = handle.sender.send(item) {
             // The lane ended (it only does when its sender is dropped); let
             // JetStream redeliver rather than lose the message.
+            handle.held.remove(&item.message);
             let message = item.message;
             let metrics = Arc::clone(&self.ctx.metrics);
             tokio::spawn(async move {
@@ -116,7 +194,7 @@ impl Lanes {
     /// Lets every lane finish what it holds (one attempt each while
     /// stopping), then returns.
     pub async fn close(self) {
-        let tasks: Vec<JoinHandle<()>> = self.lanes.into_values().map(|(_, task)| task).collect();
+        let tasks: Vec<JoinHandle<()>> = self.lanes.into_values().map(|h| h.task).collect();
         for task in tasks {
             let _ = task.await;
         }
@@ -124,10 +202,11 @@ impl Lanes {
 }
 
 /// A lane's waiting items: the channel, and what was taken out of it early
-/// (to keep it alive during a retry, or because it did not fit a batch).
+/// (because it did not fit a batch); and the set of everything the lane holds.
 struct Inbox {
     rx: mpsc::UnboundedReceiver<Item>,
     queue: VecDeque<Item>,
+    held: Arc<Held>,
 }
 
 impl Inbox {
@@ -148,18 +227,28 @@ impl Inbox {
         }
     }
 
-    /// Moves everything already sent to the lane into `queue`.
-    fn absorb(&mut self) {
-        while let Ok(item) = self.rx.try_recv() {
-            self.queue.push_back(item);
-        }
+    /// Ends `item`'s message and stops holding it.
+    async fn finish(&self, item: &Item, kind: AckKind) {
+        self.held.remove(&item.message);
+        end(&item.message, kind).await;
     }
 }
 
-async fn lane(ctx: Arc<Ctx>, rx: mpsc::UnboundedReceiver<Item>) {
+async fn lane(ctx: Arc<Ctx>, rx: mpsc::UnboundedReceiver<Item>, held: Arc<Held>) {
+    // Progress well within the ack wait, for everything held, whatever the
+    // lane is doing (collecting, posting, backing off, dead-lettering).
+    let keep_alive = keep_alive(ctx.js.client(), &held, ctx.ack_wait / 3);
+    tokio::select! {
+        () = run(&ctx, rx, Arc::clone(&held)) => {}
+        () = keep_alive => {}
+    }
+}
+
+async fn run(ctx: &Ctx, rx: mpsc::UnboundedReceiver<Item>, held: Arc<Held>) {
     let mut inbox = Inbox {
         rx,
         queue: VecDeque::new(),
+        held,
     };
     while let Some(first) = inbox.next().await {
         let mut bytes = first.size;
@@ -178,7 +267,7 @@ async fn lane(ctx: Arc<Ctx>, rx: mpsc::UnboundedReceiver<Item>) {
                 None => break,
             }
         }
-        deliver(&ctx, batch, &mut inbox).await;
+        deliver(ctx, batch, &mut inbox).await;
     }
 }
 
@@ -193,21 +282,9 @@ fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Deli
             let events = IngestBatch {
                 events: batch.iter().map(|i| i.event.clone()).collect(),
             };
-            // A slow POST must not let JetStream redeliver what this lane
-            // holds: Progress at a third of the ack wait while it runs.
-            let post = ctx.edge.post(&events);
-            tokio::pin!(post);
-            let posted = loop {
-                tokio::select! {
-                    posted = &mut post => break posted,
-                    _ = tokio::time::sleep(ctx.ack_wait / 3) => {
-                        inbox.absorb();
-                        for item in batch.iter().chain(inbox.queue.iter()) {
-                            end(&item.message, AckKind::Progress).await;
-                        }
-                    }
-                }
-            };
+            // However slow the POST, the lane's keep-alive keeps the batch
+            // and everything queued behind it from being redelivered.
+            let posted = ctx.edge.post(&events).await;
             ctx.metrics.edge(&posted.status);
             ctx.metrics
                 .post_seconds
@@ -223,7 +300,7 @@ fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Deli
                         "batch delivered"
                     );
                     for item in &batch {
-                        end(&item.message, AckKind::Ack).await;
+                        inbox.finish(item, AckKind::Ack).await;
                     }
                     ctx.metrics.acked.inc_by(batch.len() as u64);
                     return;
@@ -240,11 +317,18 @@ fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Deli
                 }
                 Err(EdgeError::Rejected(why)) => {
                     let reason = format!("rejected by the edge: {why}");
-                    dead_letter(ctx, &batch[0], "rejected", &reason).await;
+                    dead_letter(ctx, inbox, &batch[0], "rejected", &reason).await;
                     return;
                 }
                 Err(EdgeError::TooLarge) => {
-                    dead_letter(ctx, &batch[0], "too_large", "too large for the edge (413)").await;
+                    dead_letter(
+                        ctx,
+                        inbox,
+                        &batch[0],
+                        "too_large",
+                        "too large for the edge (413)",
+                    )
+                    .await;
                     return;
                 }
                 Err(err) => {
@@ -252,15 +336,21 @@ fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Deli
                         info!(events = batch.len(), error = %err, "stopping: leaving the batch to redelivery");
                         for item in &batch {
                             ctx.metrics.nak("shutdown");
-                            end(&item.message, AckKind::Nak(Some(ctx.retry_min))).await;
+                            inbox.finish(item, AckKind::Nak(Some(ctx.retry_min))).await;
                         }
                         return;
                     }
-                    match err {
+                    match &err {
                         EdgeError::Unauthorized => error!(
                             events = batch.len(),
                             retry_in_ms = delay.as_millis() as u64,
                             "edge refused our signature: INGEST_SECRET differs from the Worker's; holding the batch, nothing is dropped"
+                        ),
+                        EdgeError::Redirected { .. } | EdgeError::BadReply(_) => error!(
+                            events = batch.len(),
+                            error = %err,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "the edge's answer does not prove the batch was stored (is EDGE_URL the Worker itself, not a redirect or a proxy?): holding the batch, nothing is acknowledged"
                         ),
                         _ => warn!(
                             events = batch.len(),
@@ -269,25 +359,14 @@ fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Deli
                             "delivery failed: retrying"
                         ),
                     }
-                    // Still ours, and so are the rounds queued behind it:
-                    // JetStream must redeliver none of them meanwhile (that
-                    // would duplicate them in memory, and let them overtake).
-                    let until = tokio::time::Instant::now() + delay;
+                    // Still ours, and so are the rounds queued behind it; the
+                    // lane's keep-alive stops JetStream redelivering any of
+                    // them meanwhile (that would duplicate them in memory, and
+                    // let them overtake).
                     let mut stopping = ctx.stopping.clone();
-                    loop {
-                        inbox.absorb();
-                        for item in batch.iter().chain(inbox.queue.iter()) {
-                            end(&item.message, AckKind::Progress).await;
-                        }
-                        let now = tokio::time::Instant::now();
-                        if now >= until || *stopping.borrow() {
-                            break;
-                        }
-                        let slice = (ctx.ack_wait / 3).min(until - now);
-                        tokio::select! {
-                            _ = tokio::time::sleep(slice) => {}
-                            _ = stopping.wait_for(|stop| *stop) => break,
-                        }
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = stopping.wait_for(|stop| *stop) => {}
                     }
                     delay = (delay * 2).min(ctx.retry_max);
                 }
@@ -296,22 +375,55 @@ fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Deli
     })
 }
 
-/// Copies `item`'s message to the dead-letter subject with the reason in a
-/// header, then terminates it.
-async fn dead_letter(ctx: &Ctx, item: &Item, label: &str, reason: &str) {
-    copy_to_dead_letter(&ctx.js, &ctx.dead_letter_prefix, &item.message, reason).await;
-    ctx.metrics.term(label);
-    end(&item.message, AckKind::Term).await;
+/// Dead-letters `item`'s message (see [`dead_letter_message`]) and stops
+/// holding it.
+async fn dead_letter(ctx: &Ctx, inbox: &Inbox, item: &Item, label: &str, reason: &str) {
+    inbox.held.remove(&item.message);
+    dead_letter_message(
+        &ctx.js,
+        &ctx.dead_letter_prefix,
+        &ctx.metrics,
+        &item.message,
+        label,
+        reason,
+    )
+    .await;
+}
+
+/// Copies `message` to the dead-letter subject with the reason in a header
+/// and, once JetStream stored the copy, terminates it (metric `terminated`,
+/// `label`). If the copy was not stored, the message is nak'd instead
+/// (metric `nakked`, `dead_letter_unavailable`) and comes back after
+/// [`DEAD_LETTER_RETRY`]: nothing is terminated without its copy.
+pub async fn dead_letter_message(
+    js: &jetstream::Context,
+    prefix: &str,
+    metrics: &Metrics,
+    message: &Message,
+    label: &str,
+    reason: &str,
+) {
+    match copy_to_dead_letter(js, prefix, message, reason).await {
+        Ok(()) => {
+            metrics.term(label);
+            end(message, AckKind::Term).await;
+        }
+        Err(_) => {
+            metrics.nak("dead_letter_unavailable");
+            end(message, AckKind::Nak(Some(DEAD_LETTER_RETRY))).await;
+        }
+    }
 }
 
 /// Publishes a copy of `message` on `<prefix>.<subject>` with headers
-/// `Gamefeed-Dead-Reason` and `Gamefeed-Original-Subject`.
+/// `Gamefeed-Dead-Reason` and `Gamefeed-Original-Subject`; `Ok` once
+/// JetStream acknowledged storing it, else why not (already logged here).
 pub async fn copy_to_dead_letter(
     js: &jetstream::Context,
     prefix: &str,
     message: &Message,
     reason: &str,
-) {
+) -> Result<(), String> {
     let subject = format!("{prefix}.{}", message.subject);
     let mut headers = message.headers.clone().unwrap_or_default();
     // Header values are single-line and bounded.
@@ -331,14 +443,19 @@ pub async fn copy_to_dead_letter(
     };
     match stored {
         Ok(()) => {
-            error!(subject = %message.subject, dead_letter = %subject, reason = %clean, "message dead-lettered")
+            error!(subject = %message.subject, dead_letter = %subject, reason = %clean, "message dead-lettered");
+            Ok(())
         }
-        Err(e) => error!(
-            subject = %message.subject,
-            reason = %clean,
-            error = %e,
-            "dead letter not stored: create a JetStream stream on {prefix}.> to keep them"
-        ),
+        Err(e) => {
+            error!(
+                subject = %message.subject,
+                reason = %clean,
+                error = %e,
+                retry_in_s = DEAD_LETTER_RETRY.as_secs(),
+                "dead letter not stored, so the message is kept (nak'd, not terminated): create a JetStream stream on {prefix}.> to keep them"
+            );
+            Err(e)
+        }
     }
 }
 

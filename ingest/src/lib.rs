@@ -6,6 +6,8 @@
 //! - [`debezium`]: decoding change events into round events (pure, no I/O).
 //! - [`edge`]: the signed HTTP client of `POST /internal/rounds`.
 //! - [`lanes`]: per-game delivery lanes: batching, retries, acks, dead letters.
+//! - [`games`]: reading `games` change events ahead, so rounds waiting for
+//!   their game cannot starve the event that resolves them.
 //! - [`metrics`] and [`ops`]: Prometheus metrics and `/healthz`, `/readyz`,
 //!   `/metrics` on their own address.
 //! - [`decode_cmd`]: `ingest decode`, the connector-output checker.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod debezium;
 pub mod decode_cmd;
 pub mod edge;
+pub mod games;
 pub mod lanes;
 pub mod metrics;
 pub mod ops;
@@ -43,12 +46,14 @@ use tracing::{debug, info, warn};
 use crate::config::{Checked, Config};
 use crate::debezium::{Decoded, GameInfo};
 use crate::edge::EdgeClient;
-use crate::lanes::{Ctx, Item, Lanes, end};
+use crate::games::Learned;
+use crate::lanes::{Ctx, Item, Lanes, dead_letter_message, end};
 use crate::metrics::Metrics;
 use crate::ops::OpsState;
 
-/// Redelivery delay of a round whose game is not known yet.
-const UNKNOWN_GAME_DELAY: Duration = Duration::from_secs(2);
+/// Redelivery delay of a `games` event that could not be kept in the
+/// registry bucket.
+const REGISTRY_RETRY: Duration = Duration::from_secs(2);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -223,6 +228,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let consumer = consumer(&js, &config, &checked).await?;
     let (registry, games) = games_registry(&js, &config.games_bucket).await?;
     info!(games = games.len(), bucket = %config.games_bucket, "games registry loaded");
+    let games_subjects = games::games_subjects(&checked.subjects);
+    let (learned, read_ahead) = if games_subjects.is_empty() {
+        (Arc::new(Learned::nothing_to_read()), None)
+    } else {
+        let learned = Arc::new(Learned::default());
+        let task = tokio::spawn(games::read_ahead(
+            js.clone(),
+            config.stream.clone(),
+            games_subjects,
+            config.prefix.clone(),
+            Arc::clone(&learned),
+            stop_rx.clone(),
+        ));
+        (learned, Some(task))
+    };
 
     // Background probes: the edge's health and the consumer's lag.
     let probes = {
@@ -267,9 +287,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut dispatcher = Dispatcher {
         lanes: Lanes::new(Arc::clone(&ctx)),
         games,
+        learned,
         registry,
         ctx,
         prefix: config.prefix.clone(),
+        unknown_game_max_deliveries: config.unknown_game_max_deliveries,
+        unknown_game_delay: Duration::from_millis(config.unknown_game_delay_ms),
     };
     info!(stream = %config.stream, durable = %config.durable, edge = %checked.edge_url, subjects = ?checked.subjects, "ingest running");
 
@@ -315,6 +338,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = stop_tx.send(true);
     dispatcher.lanes.close().await;
     let _ = probes.await;
+    if let Some(task) = read_ahead {
+        let _ = task.await;
+    }
     client.drain().await.context("draining NATS")?;
     let _ = ops_task.await;
     info!("stopped");
@@ -372,10 +398,17 @@ struct Dispatcher {
     lanes: Lanes,
     /// Games registry from the `games` table's change events.
     games: HashMap<i64, GameInfo>,
+    /// Games read ahead of the consumer, for rounds that arrive before
+    /// their game's event is delivered here.
+    learned: Arc<Learned>,
     /// Where the registry is kept across restarts.
     registry: jetstream::kv::Store,
     ctx: Arc<Ctx>,
     prefix: String,
+    /// Deliveries of a round of an unknown game before it is dead-lettered.
+    unknown_game_max_deliveries: i64,
+    /// Redelivery delay of a round of an unknown game.
+    unknown_game_delay: Duration,
 }
 
 impl Dispatcher {
@@ -385,18 +418,23 @@ impl Dispatcher {
         match debezium::decode(message.subject.as_str(), &message.payload, &self.prefix) {
             Ok(Decoded::Round { kind, row }) => {
                 let (round_id, game_id) = (row.round.round_id, row.round.game_id);
+                // Before the lookup: once the reader has caught up, a game it
+                // read is found.
+                let caught_up = self.learned.caught_up();
+                if !row.self_described
+                    && !self.games.contains_key(&game_id)
+                    && let Some(info) = self.learned.get(game_id)
+                {
+                    self.games.insert(game_id, info);
+                }
                 match debezium::enrich(kind, row, |id| self.games.get(&id).cloned()) {
                     Some(event) => {
                         let game = event.round.game_slug.clone();
                         self.lanes.push(&game, Item::new(message, event));
                     }
                     None => {
-                        info!(
-                            round_id,
-                            game_id, "round of a game not known yet: redelivering later"
-                        );
-                        metrics.nak("unknown_game");
-                        end(&message, AckKind::Nak(Some(UNKNOWN_GAME_DELAY))).await;
+                        self.unknown_game(message, round_id, game_id, caught_up)
+                            .await
                     }
                 }
             }
@@ -407,7 +445,7 @@ impl Dispatcher {
                 if let Err(err) = self.registry.put(info.id.to_string(), value.into()).await {
                     warn!(game_id = info.id, error = %err, "could not keep the game in the registry: redelivering later");
                     metrics.nak("registry");
-                    end(&message, AckKind::Nak(Some(UNKNOWN_GAME_DELAY))).await;
+                    end(&message, AckKind::Nak(Some(REGISTRY_RETRY))).await;
                     return;
                 }
                 debug!(game_id = info.id, slug = %info.slug, game_type = %info.game_type, "game registered");
@@ -422,17 +460,62 @@ impl Dispatcher {
                 end(&message, AckKind::Ack).await;
             }
             Err(err) => {
-                lanes::copy_to_dead_letter(
+                dead_letter_message(
                     &self.ctx.js,
                     &self.ctx.dead_letter_prefix,
+                    metrics,
                     &message,
+                    "undecodable",
                     &err.to_string(),
                 )
                 .await;
-                metrics.term("undecodable");
-                end(&message, AckKind::Term).await;
             }
         }
+    }
+
+    /// A round whose game is not known: nak'd to wait for the game's event,
+    /// and dead-lettered once it was delivered `unknown_game_max_deliveries`
+    /// times, so such rounds cannot hold the consumer's slots for ever. Never
+    /// given up before the games events already in the stream were read
+    /// ahead (`caught_up` false), so a round whose game's event is merely
+    /// behind it is never dropped.
+    async fn unknown_game(&self, message: Message, round_id: i64, game_id: i64, caught_up: bool) {
+        let metrics = &self.ctx.metrics;
+        // A message without delivery metadata is not from JetStream's
+        // consumer; count it as a first delivery.
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        if caught_up && delivered >= self.unknown_game_max_deliveries {
+            warn!(
+                round_id,
+                game_id, delivered, "round of a game still unknown: giving up on it"
+            );
+            let reason = format!(
+                "round {round_id} of unknown game {game_id}: no games change event for it after {delivered} deliveries"
+            );
+            dead_letter_message(
+                &self.ctx.js,
+                &self.ctx.dead_letter_prefix,
+                metrics,
+                &message,
+                "unknown_game",
+                &reason,
+            )
+            .await;
+            return;
+        }
+        if delivered <= 1 {
+            info!(
+                round_id,
+                game_id, "round of a game not known yet: redelivering later"
+            );
+        } else {
+            debug!(
+                round_id,
+                game_id, delivered, "round of a game still unknown"
+            );
+        }
+        metrics.nak("unknown_game");
+        end(&message, AckKind::Nak(Some(self.unknown_game_delay))).await;
     }
 }
 

@@ -134,7 +134,7 @@ pub struct Config {
     pub retry_min_ms: u64,
 
     /// Longest delay between retries of a failed POST, in ms.
-    #[arg(long, env = "RETRY_MAX_MS", default_value_t = 30_000)]
+    #[arg(long, env = "RETRY_MAX_MS", default_value_t = 5_000)]
     pub retry_max_ms: u64,
 
     /// Address of `/healthz`, `/readyz` and `/metrics`.
@@ -241,59 +241,13 @@ impl Config {
     }
 }
 
-/// Shortest `INGEST_SECRET` accepted: 32 characters, e.g. 16 random bytes in
-/// hex (`openssl rand -hex 32` gives 64).
-pub const MIN_SECRET_LEN: usize = 32;
-
-/// Words that mark a value copied from an example instead of generated.
-const PLACEHOLDERS: [&str; 12] = [
-    "replace-with",
-    "replace_with",
-    "replacewith",
-    "replace-me",
-    "replaceme",
-    "change-me",
-    "change_me",
-    "changeme",
-    "example",
-    "placeholder",
-    "your-secret",
-    "your_secret",
-];
-
-/// Whole values that are never secrets, however long the check allows.
-const NOT_SECRETS: [&str; 6] = [
-    "secret",
-    "password",
-    "ingest_secret",
-    "ingest-secret",
-    "test",
-    "dev",
-];
-
 /// Refuses a signing secret that is a placeholder, too short, or too
-/// uniform to be random; the error names the setting and never the value.
+/// uniform to be random ([`shared::secret::check`], the Worker's rules too);
+/// the error names the setting and never the value.
 pub fn check_secret(secret: &str) -> Result<(), String> {
-    let lower = secret.trim().to_ascii_lowercase();
-    if NOT_SECRETS.contains(&lower.as_str()) || PLACEHOLDERS.iter().any(|word| lower.contains(word))
-    {
-        return Err(
-            "INGEST_SECRET is a placeholder, not a secret: generate one (e.g. `openssl rand -hex 32`) and set the same value in the Worker (`wrangler secret put INGEST_SECRET`)".into(),
-        );
-    }
-    if secret.chars().count() < MIN_SECRET_LEN {
-        return Err(format!(
-            "INGEST_SECRET must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 32`)"
-        ));
-    }
-    let distinct: std::collections::BTreeSet<char> = secret.chars().collect();
-    if distinct.len() < 6 {
-        return Err(format!(
-            "INGEST_SECRET uses only {} distinct characters: not a random secret (e.g. `openssl rand -hex 32`)",
-            distinct.len()
-        ));
-    }
-    Ok(())
+    shared::secret::check("INGEST_SECRET", secret).map_err(|why| {
+        format!("{why}, and set the same value in the Worker (`wrangler secret put INGEST_SECRET`)")
+    })
 }
 
 impl std::fmt::Debug for Config {

@@ -37,7 +37,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{
-    self, AckKind, Message, consumer::PullConsumer, consumer::pull, stream,
+    self, AckKind, Message,
+    consumer::{DeliverPolicy, PullConsumer, pull},
+    stream,
 };
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -156,25 +158,54 @@ async fn consumer(
         }
         stream
     };
-    stream
-        .get_or_create_consumer(
-            &config.durable,
-            pull::Config {
-                durable_name: Some(config.durable.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(config.ack_wait_secs),
-                max_ack_pending: config.max_ack_pending,
-                filter_subjects: checked.subjects.clone(),
-                ..Default::default()
-            },
+    let consumer_config = |deliver_policy| pull::Config {
+        durable_name: Some(config.durable.clone()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(config.ack_wait_secs),
+        max_ack_pending: config.max_ack_pending,
+        filter_subjects: checked.subjects.clone(),
+        deliver_policy,
+        ..Default::default()
+    };
+    let creating = || {
+        format!(
+            "creating durable consumer {} (DURABLE_NAME)",
+            config.durable
         )
+    };
+    let Ok(mut existing) = stream.get_consumer::<pull::Config>(&config.durable).await else {
+        return stream
+            .create_consumer(consumer_config(DeliverPolicy::All))
+            .await
+            .with_context(creating);
+    };
+    let info = existing.info().await?.clone();
+    if info.num_ack_pending == 0 {
+        return Ok(existing);
+    }
+    // An ingest that died left messages delivered and never acknowledged.
+    // JetStream would redeliver them only after the ack wait, behind newer
+    // messages of the same games, which would overtake them (an update
+    // before its insert, which the edge then cannot tell from a replay).
+    // Start again from the ack floor instead: everything after it comes in
+    // stream order; what the edge already stored is a duplicate there.
+    // (One ingest per durable consumer: see ARCHITECTURE.md.)
+    let floor = info.ack_floor.stream_sequence;
+    warn!(
+        unacknowledged = info.num_ack_pending,
+        from_stream_sequence = floor + 1,
+        "an earlier ingest left messages unacknowledged: delivering again from the ack floor, in order"
+    );
+    stream
+        .delete_consumer(&config.durable)
         .await
-        .with_context(|| {
-            format!(
-                "creating durable consumer {} (DURABLE_NAME)",
-                config.durable
-            )
-        })
+        .with_context(|| format!("replacing durable consumer {}", config.durable))?;
+    stream
+        .create_consumer(consumer_config(DeliverPolicy::ByStartSequence {
+            start_sequence: floor + 1,
+        }))
+        .await
+        .with_context(creating)
 }
 
 /// Whether NATS subject pattern `pattern` (with `*` and `>`) matches `subject`.

@@ -15,9 +15,19 @@ use devstack::stack::Nats;
 use devstack::wait_for;
 
 fn ingest_process(nats_url: &str, edge_url: &str, log: &std::path::Path) -> Proc {
+    ingest_process_with(nats_url, edge_url, log, &[])
+}
+
+fn ingest_process_with(
+    nats_url: &str,
+    edge_url: &str,
+    log: &std::path::Path,
+    vars: &[(&str, &str)],
+) -> Proc {
     Proc::spawn(
         "ingest",
         Command::new(env!("CARGO_BIN_EXE_ingest"))
+            .envs(vars.iter().copied())
             .env("NATS_URL", nats_url)
             .env("EDGE_URL", edge_url)
             .env("INGEST_SECRET", SECRET)
@@ -95,4 +105,53 @@ async fn nothing_is_lost_across_a_kill_of_ingest_and_a_restart_of_nats() {
     // any client sees.
     let total = s.edge.state.lock().unwrap().stored.len();
     eprintln!("edge received {total} events for 400 rounds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_a_killed_ingest_held_are_not_overtaken_by_later_ones() {
+    let s = setup().await;
+    // The edge takes the first batch and never answers: ingest dies holding it.
+    s.edge.state.lock().unwrap().hang = true;
+    for id in 1..=3 {
+        publish(&s.js, "dbserver1.public.rounds", insert(id, "crash")).await;
+    }
+    let logs = s.dir.path().to_path_buf();
+    // A long ack wait: JetStream alone would redeliver 1..=3 only after it,
+    // long after round 4 went out.
+    let slow_redelivery = [("ACK_WAIT_SECS", "600")];
+    let mut first = ingest_process_with(
+        &s.nats.url,
+        &s.edge.url,
+        &logs.join("ingest-1.log"),
+        &slow_redelivery,
+    );
+    wait_for("the first batch posted", TIMEOUT, || async {
+        (s.edge.state.lock().unwrap().attempts >= 1).then_some(())
+    })
+    .await
+    .unwrap();
+    first.kill();
+    assert!(
+        first_seen(&s).is_empty(),
+        "nothing was stored before the kill"
+    );
+    s.edge.state.lock().unwrap().hang = false;
+    publish(&s.js, "dbserver1.public.rounds", insert(4, "crash")).await;
+
+    let _second = ingest_process_with(
+        &s.nats.url,
+        &s.edge.url,
+        &logs.join("ingest-2.log"),
+        &slow_redelivery,
+    );
+    wait_for("every round stored", TIMEOUT, || async {
+        (first_seen(&s).len() >= 4).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        first_seen(&s),
+        vec![1, 2, 3, 4],
+        "commit order across the kill"
+    );
 }

@@ -404,6 +404,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let committed = log.lock().map(|l| l.clone()).unwrap_or_default();
     check_against_postgres(&system.pg, &committed)?;
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    // Every event every client saw, for a post-mortem.
+    let mut trace = String::new();
+    for s in &seen {
+        trace.push_str(&format!(
+            "{} {} {} {}\n",
+            s.client,
+            s.event,
+            s.id.as_deref().unwrap_or("-"),
+            s.data
+        ));
+    }
+    std::fs::write(logs.join("clients.log"), trace)?;
     let report = analyse(&committed, &seen, &specs, &runs);
     println!(
         "faults: {} clients ({} raw, {} npm eventsource), {} random single cuts, rate {rate}/s",
@@ -837,6 +849,7 @@ fn analyse(
         }
     }
     let mut missing_somewhere: HashSet<(usize, Item)> = HashSet::new();
+    let mut examples: Vec<String> = Vec::new();
     for (c, spec) in specs.iter().enumerate() {
         let expected = expected_for(committed, spec.game);
         let position: HashMap<Item, usize> = expected
@@ -856,8 +869,14 @@ fn analyse(
                 dup_in[window(at)] += 1;
                 continue;
             }
-            if highest.is_some_and(|h| pos < h) {
+            if let Some(h) = highest.filter(|h| pos < *h) {
                 ooo_in[window(at)] += 1;
+                if examples.len() < 10 {
+                    examples.push(format!(
+                        "client {c} ({} of {}): {item:?} after {:?}",
+                        spec.kind, GAMES[spec.game].1, expected[h].0
+                    ));
+                }
             }
             highest = Some(highest.map_or(pos, |h| h.max(pos)));
         }
@@ -921,6 +940,9 @@ fn analyse(
     }
     if unexpected > 0 {
         table.push_str(&format!("events no commit explains: {unexpected}\n"));
+    }
+    for example in &examples {
+        table.push_str(&format!("out of order: {example}\n"));
     }
     Report {
         table,

@@ -41,6 +41,9 @@ struct Args {
     /// meanwhile: how it holds up under a long edge outage).
     #[arg(long, default_value_t = 30)]
     outage_secs: u64,
+    /// No random single cuts (to measure ingest under a long outage alone).
+    #[arg(long)]
+    no_random_cuts: bool,
     /// Inject only the faults whose names contain this (for debugging).
     #[arg(long)]
     only: Option<String>,
@@ -248,6 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Random single cuts throughout.
     let single_cuts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let cutter_clients = Arc::new(to_clients);
+    let random_cuts = !args.no_random_cuts;
     let cuts = {
         let cutter = Arc::clone(&cutter_clients);
         let count = Arc::clone(&single_cuts);
@@ -256,7 +260,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             loop {
                 tokio::time::sleep(Duration::from_millis(4_000 + (pick % 5) as u64 * 1_000)).await;
                 pick = pick.wrapping_mul(31).wrapping_add(17);
-                if cutter.cut_one(pick) {
+                if random_cuts && cutter.cut_one(pick) {
                     count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             }

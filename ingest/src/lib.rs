@@ -39,6 +39,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{
     self, AckKind, Message,
     consumer::{DeliverPolicy, PullConsumer, pull},
+    context::ConsumerInfoErrorKind,
     stream,
 };
 use futures::StreamExt;
@@ -173,15 +174,34 @@ async fn consumer(
             config.durable
         )
     };
-    let Ok(mut existing) = stream.get_consumer::<pull::Config>(&config.durable).await else {
-        return stream
-            .create_consumer(consumer_config(DeliverPolicy::All))
-            .await
-            .with_context(creating);
+    // Only "no such consumer" means a first start: any other error (JetStream
+    // busy, timed out) must not skip the check below.
+    let info = match stream.consumer_info(&config.durable).await {
+        Ok(info) => info,
+        Err(err) if err.kind() == ConsumerInfoErrorKind::NotFound => {
+            return stream
+                .create_consumer(consumer_config(DeliverPolicy::All))
+                .await
+                .with_context(creating);
+        }
+        Err(err) => {
+            return Err(err).with_context(|| {
+                format!("reading durable consumer {} (DURABLE_NAME)", config.durable)
+            });
+        }
     };
-    let info = existing.info().await?.clone();
+    info!(
+        ack_floor = info.ack_floor.stream_sequence,
+        unacknowledged = info.num_ack_pending,
+        pending = info.num_pending,
+        "durable consumer found"
+    );
     if info.num_ack_pending == 0 {
-        return Ok(existing);
+        return stream
+            .get_consumer(&config.durable)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(creating);
     }
     // An ingest that died left messages delivered and never acknowledged.
     // JetStream would redeliver them only after the ack wait, behind newer

@@ -33,6 +33,18 @@ pub struct Nats {
     pub url: String,
 }
 
+/// The nats-server binary: `$NATS_SERVER_BIN` (scripts/setup.sh exports it);
+/// without it, where setup.sh installs by default, then on PATH.
+pub fn nats_server_binary() -> PathBuf {
+    let default_install = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/gamefeed/venv/bin/nats-server"))
+        .filter(|p| p.exists());
+    match default_install {
+        Some(path) if std::env::var_os("NATS_SERVER_BIN").is_none() => path,
+        _ => tool("NATS_SERVER_BIN", "nats-server"),
+    }
+}
+
 impl Nats {
     /// Starts nats-server (`$NATS_SERVER_BIN`, set by scripts/setup.sh) on
     /// `port`, or on a port it picks itself when `None` (`-p -1`, so no
@@ -41,15 +53,7 @@ impl Nats {
     /// log ("Listening for client connections on 127.0.0.1:PORT") in both
     /// cases, so what answers is always this server.
     pub async fn start(dir: &Path, port: Option<u16>, log: &Path) -> anyhow::Result<Self> {
-        // scripts/setup.sh exports NATS_SERVER_BIN; without it, look where
-        // setup.sh installs by default, then on PATH.
-        let default_install = std::env::var_os("HOME")
-            .map(|home| PathBuf::from(home).join(".cache/gamefeed/venv/bin/nats-server"))
-            .filter(|p| p.exists());
-        let bin = match default_install {
-            Some(path) if std::env::var_os("NATS_SERVER_BIN").is_none() => path,
-            _ => tool("NATS_SERVER_BIN", "nats-server"),
-        };
+        let bin = nats_server_binary();
         std::fs::create_dir_all(dir)?;
         // -1: a random port, bound by nats-server itself.
         let port = port.map_or_else(|| "-1".to_string(), |port| port.to_string());

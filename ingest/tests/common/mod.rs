@@ -229,7 +229,7 @@ pub async fn setup_with_max_payload(max_payload: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("nats.conf");
     std::fs::write(&conf, format!("max_payload: {max_payload}\n")).unwrap();
-    let bin = std::env::var_os("NATS_SERVER_BIN").unwrap_or_else(|| "nats-server".into());
+    let bin = devstack::stack::nats_server_binary();
     let js_dir = dir.path().join("js");
     std::fs::create_dir_all(&js_dir).unwrap();
     let mut proc = devstack::process::Proc::spawn(

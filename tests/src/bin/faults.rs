@@ -170,12 +170,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         logs.join(format!("{name}-{restarts}.log"))
     };
     system.stack.ingest.stop();
-    system.stack.ingest = start_ingest(
-        &system.stack.nats.url,
-        &to_edge.url,
-        &system.stack.edge.secret,
-        &next_log("ingest"),
-    )?;
+    start_ingest_via(&mut system, &to_edge.url, &next_log("ingest"))?;
 
     // Clients read through a pass-through the matrix can cut.
     let to_clients = Cutter::start(&worker_addr).await?;
@@ -298,12 +293,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "kill -9 ingest" => {
                 system.stack.ingest.kill();
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                system.stack.ingest = start_ingest(
-                    &system.stack.nats.url,
-                    &to_edge.url,
-                    &system.stack.edge.secret,
-                    &next_log("ingest"),
-                )?;
+                start_ingest_via(&mut system, &to_edge.url, &next_log("ingest"))?;
             }
             "kill -9 Debezium engine" => {
                 system.debezium.kill();
@@ -450,6 +440,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             logs.display()
         );
     }
+    Ok(())
+}
+
+/// Starts ingest again (its log: `log`), posting to `edge_url`.
+fn start_ingest_via(system: &mut Pipeline, edge_url: &str, log: &Path) -> anyhow::Result<()> {
+    system.stack.ingest = start_ingest(
+        &system.stack.nats.url,
+        edge_url,
+        &system.stack.edge.secret,
+        log,
+    )?;
     Ok(())
 }
 

@@ -28,16 +28,6 @@ pub enum StreamName {
     Type(String),
 }
 
-impl StreamName {
-    /// Name of the stream's Durable Object.
-    pub fn object_name(&self) -> String {
-        match self {
-            Self::Game(slug) => names::game_object(slug),
-            Self::Type(t) => names::type_object(t),
-        }
-    }
-}
-
 impl fmt::Display for StreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

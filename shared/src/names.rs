@@ -1,5 +1,6 @@
 //! Game slugs and game types appear in URLs, log lines and Durable Object
-//! names, so both are held to one conservative alphabet.
+//! names (the Worker's `objects` module), so both are held to one
+//! conservative alphabet.
 
 /// Longest accepted slug or type.
 pub const MAX_LEN: usize = 64;
@@ -19,18 +20,6 @@ pub fn validate(name: &str) -> Result<&str, InvalidName> {
             .iter()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
     if ok { Ok(name) } else { Err(InvalidName) }
-}
-
-/// Durable Object name of a game's stream. Prefixed so that a game and a
-/// type with the same spelling (a game `dice` of type `dice`) never share an
-/// object.
-pub fn game_object(slug: &str) -> String {
-    format!("game:{slug}")
-}
-
-/// Durable Object name of a game type's stream.
-pub fn type_object(game_type: &str) -> String {
-    format!("type:{game_type}")
 }
 
 #[cfg(test)]
@@ -65,10 +54,5 @@ mod tests {
         ] {
             assert_eq!(validate(bad), Err(InvalidName), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn object_names_do_not_collide() {
-        assert_ne!(game_object("dice"), type_object("dice"));
     }
 }

@@ -16,8 +16,9 @@ use time::format_description::well_known::Rfc3339;
 use wasm_bindgen::JsCast;
 use worker::{Date, Env, Headers, Request, Response};
 
-use crate::config::{ADMIN_TOKEN, KEYS, STREAMS, strong_secret};
+use crate::config::{ADMIN_TOKEN, KEYS, strong_secret};
 use crate::error::{ApiError, ApiResult};
+use crate::objects::StreamStub;
 
 /// Prefix of the KV entry naming a key id's hash.
 pub(crate) const ID_PREFIX: &str = "id:";
@@ -321,20 +322,11 @@ pub(crate) async fn stream_admin(
         "type" => StreamName::Type(name.to_owned()),
         _ => return Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     };
-    let stub = env
-        .durable_object(STREAMS)?
-        .id_from_name(&stream.object_name())?
-        .get_stub()?;
-    let mut response = if disconnect {
-        let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::Post);
-        stub.fetch_with_request(Request::new_with_init(
-            "https://stream.internal/disconnect",
-            &init,
-        )?)
-        .await?
+    let object = StreamStub::of(&env, &stream)?;
+    let body = if disconnect {
+        object.disconnect().await?
     } else {
-        stub.fetch_with_str("https://stream.internal/stats").await?
+        object.stats().await?
     };
-    json_response(200, response.bytes().await?)
+    json_response(200, body)
 }

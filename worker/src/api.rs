@@ -8,14 +8,14 @@ use shared::names;
 use worker::{Env, Headers, Request, Response};
 
 use crate::auth::{self, Admitted};
-use crate::config::STREAMS;
 use crate::directory::{self, GameEntry};
 use crate::error::{ApiError, ApiResult};
+use crate::objects::StreamStub;
 
 /// Largest `limit` of the history route.
-pub(crate) const MAX_LIMIT: i64 = 1000;
+pub(crate) const MAX_LIMIT: u32 = 1000;
 /// `limit` when none is given.
-pub(crate) const DEFAULT_LIMIT: i64 = 50;
+pub(crate) const DEFAULT_LIMIT: u32 = 50;
 
 fn json(admitted: &Admitted, body: Vec<u8>) -> ApiResult<Response> {
     json_with_status(admitted, 200, body)
@@ -78,30 +78,19 @@ fn game_slug(raw: &str) -> ApiResult<StreamName> {
         .map_err(|e| ApiError::bad_request(format!("invalid game slug: {e}")))
 }
 
-async fn object_get(env: &Env, stream: &StreamName, path: &str) -> ApiResult<(u16, Vec<u8>)> {
-    let stub = env
-        .durable_object(STREAMS)?
-        .id_from_name(&stream.object_name())?
-        .get_stub()?;
-    let mut response = stub
-        .fetch_with_str(&format!("https://stream.internal{path}"))
-        .await?;
-    Ok((response.status_code(), response.bytes().await?))
-}
-
 /// `GET /api/games/:game/latest`.
 pub(crate) async fn latest(req: Request, env: Env, game: &str) -> ApiResult<Response> {
     let stream = game_slug(game)?;
     let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
     known_game(&env, &stream).await?;
-    match object_get(&env, &stream, "/latest").await? {
-        (200, body) => json(&admitted, body),
-        (404, _) => Err(ApiError::new(
+    match StreamStub::of(&env, &stream)?.latest().await {
+        Ok(Some(body)) => json(&admitted, body),
+        Ok(None) => Err(ApiError::new(
             ErrorCode::NotFound,
             "no round stored for this game yet",
         )),
-        (status, _) => {
-            worker::console_error!("latest of {game}: object answered {status}");
+        Err(err) => {
+            worker::console_error!("latest of {game}: {err}");
             Err(ApiError::unavailable("stream unavailable, retry shortly"))
         }
     }
@@ -119,7 +108,7 @@ pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Resp
     let limit = match query("limit") {
         None => DEFAULT_LIMIT,
         Some(raw) => raw
-            .parse::<i64>()
+            .parse::<u32>()
             .ok()
             .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
@@ -132,21 +121,15 @@ pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Resp
     };
     let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
     known_game(&env, &stream).await?;
-    match object_get(
-        &env,
-        &stream,
-        &format!("/rounds?limit={limit}&before={before}"),
-    )
-    .await?
-    {
-        (200, array) => {
+    match StreamStub::of(&env, &stream)?.rounds(limit, before).await {
+        Ok(array) => {
             let mut body = br#"{"rounds":"#.to_vec();
             body.extend_from_slice(&array);
             body.push(b'}');
             json(&admitted, body)
         }
-        (status, _) => {
-            worker::console_error!("history of {game}: object answered {status}");
+        Err(err) => {
+            worker::console_error!("history of {game}: {err}");
             Err(ApiError::unavailable("stream unavailable, retry shortly"))
         }
     }

@@ -22,11 +22,12 @@ use shared::sse;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortSignal;
-use worker::{Context, Date, EncodeBody, Env, Headers, Request, RequestInit, Response, WebSocket};
+use worker::{Context, Date, EncodeBody, Env, Headers, Request, Response, WebSocket};
 
 use crate::auth::{self, Admitted};
-use crate::config::{STREAMS, StreamConfig};
+use crate::config::StreamConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::objects::{JoinRefused, RelayStub, StreamStub, Subscription};
 
 /// `GET /sse/:game` and `GET /sse/type/:type`: one stream, whose `id:` is
 /// the round id.
@@ -87,35 +88,53 @@ fn last_event_id(req: &Request) -> Option<String> {
     from_header.or(from_query).filter(|id| !id.is_empty())
 }
 
-/// Opens one WebSocket to the object of `stream`.
+/// How often a subscription placed on a relay is asked for again when the
+/// relay turns it away (full, or its ticket went stale while rounds flowed).
+const PLACEMENT_ATTEMPTS: usize = 4;
+
+/// One member stream's socket, and what the client must see before the
+/// socket's first message (the opening a stream object handed over with a
+/// placement on a relay).
+struct Member {
+    socket: WebSocket,
+    opening: Option<Uint8Array>,
+}
+
+/// Opens one WebSocket for `stream`: to its object, or to the relay the
+/// object places the subscriber on.
 async fn subscribe(
     env: &Env,
     stream: &StreamName,
     resume: Option<Position>,
-) -> worker::Result<WebSocket> {
-    let object = stream.object_name();
-    let stub = env
-        .durable_object(STREAMS)?
-        .id_from_name(&object)?
-        .get_stub()?;
-    let mut url = format!("https://stream.internal/subscribe?stream={object}");
-    if let Some(id) = resume {
-        url.push_str(&format!("&last_event_id={id}"));
+) -> worker::Result<Member> {
+    let object = StreamStub::of(env, stream)?;
+    let mut full = None;
+    for _ in 0..PLACEMENT_ATTEMPTS {
+        let (ticket, opening) = match object.subscribe(resume, full).await? {
+            Subscription::Direct(socket) => {
+                return Ok(Member {
+                    socket,
+                    opening: None,
+                });
+            }
+            Subscription::Relayed { ticket, backlog } => (ticket, backlog),
+        };
+        let relay = RelayStub::new(env, object.name(), ticket.relay)?;
+        match relay.join(ticket.clone()).await? {
+            Ok(socket) => {
+                return Ok(Member {
+                    socket,
+                    opening: Some(opening),
+                });
+            }
+            Err(JoinRefused::Full) => full = Some(ticket.relay),
+            Err(JoinRefused::Stale) => full = None,
+        }
     }
-    let headers = Headers::new();
-    headers.set("upgrade", "websocket")?;
-    let mut init = RequestInit::new();
-    init.with_headers(headers);
-    let upgrade = stub
-        .fetch_with_request(Request::new_with_init(&url, &init)?)
-        .await?;
-    let socket = upgrade
-        .websocket()
-        .ok_or_else(|| worker::Error::RustError(format!("{object} refused the subscription")))?;
-    socket
-        .as_ref()
-        .set_binary_type(web_sys::BinaryType::Arraybuffer);
-    Ok(socket)
+    Err(worker::Error::RustError(format!(
+        "{}: no relay took the subscription",
+        object.name()
+    )))
 }
 
 /// Subscribes to every member and returns the streaming response.
@@ -135,10 +154,14 @@ async fn open(
     )
     .await;
     let mut sockets = Vec::with_capacity(results.len());
+    let mut openings = Vec::with_capacity(results.len());
     let mut failure = None;
     for result in results {
         match result {
-            Ok(socket) => sockets.push(socket),
+            Ok(member) => {
+                sockets.push(member.socket);
+                openings.push(member.opening);
+            }
             Err(err) => failure = Some(err),
         }
     }
@@ -194,7 +217,7 @@ async fn open(
         handlers: RefCell::new(stream_handlers),
     });
     let _ = on_cancel.set(Rc::downgrade(&client));
-    if let Err(err) = client.start() {
+    if let Err(err) = client.start(openings) {
         // Closes the sockets and gives the slot back.
         client.end(End::ClientGone);
         return Err(err.into());
@@ -306,8 +329,9 @@ struct Client {
 }
 
 impl Client {
-    /// Wires the callbacks and accepts the sockets.
-    fn start(self: &Rc<Self>) -> worker::Result<()> {
+    /// Writes the members' openings, wires the callbacks and accepts the
+    /// sockets.
+    fn start(self: &Rc<Self>, openings: Vec<Option<Uint8Array>>) -> worker::Result<()> {
         let mut handlers = Vec::new();
         for (index, socket) in self.sockets.iter().enumerate() {
             let client = Rc::clone(self);
@@ -323,6 +347,13 @@ impl Client {
             raw.set_onerror(Some(on_close.as_ref().unchecked_ref()));
             handlers.push(on_message);
             handlers.push(on_close);
+        }
+        // A relay's first message follows the opening its stream object
+        // handed over: that goes out first, as if it came on the socket.
+        for (index, opening) in openings.into_iter().enumerate() {
+            if let Some(opening) = opening.filter(|o| o.length() > 0) {
+                self.on_message(index, &opening.buffer());
+            }
         }
         // Handlers first, then accept: the objects may already have queued
         // their first frames, and those must find someone listening.

@@ -7,6 +7,8 @@ use worker::Env;
 pub(crate) const KEYS: &str = "KEYS";
 /// Durable Object namespace of the per-game and per-type streams.
 pub(crate) const STREAMS: &str = "STREAMS";
+/// Durable Object namespace of the streams' relays (DESIGN §3.7b).
+pub(crate) const RELAYS: &str = "RELAYS";
 /// Durable Object namespace of the games directory.
 pub(crate) const DIRECTORY: &str = "DIRECTORY";
 /// Secret that guards the admin routes.
@@ -19,6 +21,18 @@ pub(crate) const TOKEN_SECRET: &str = "TOKEN_SECRET";
 pub(crate) const UPSTASH_URL: &str = "UPSTASH_REDIS_REST_URL";
 /// See [`UPSTASH_URL`].
 pub(crate) const UPSTASH_TOKEN: &str = "UPSTASH_REDIS_REST_TOKEN";
+
+/// Most subscriber sockets on one object (a stream object or a relay) before
+/// new subscribers go to (further) relays: `RELAY_CAPACITY`, default 10 000,
+/// at most 32 000 (the runtime refuses a socket past 32 768 per object).
+pub(crate) fn relay_capacity(env: &Env) -> usize {
+    env.var("RELAY_CAPACITY")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<usize>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(10_000)
+        .min(32_000)
+}
 
 /// Tunables of a stream, with the defaults of DESIGN §3.2 and §3.7.
 #[derive(Debug, Clone, Copy)]

@@ -9,11 +9,12 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use shared::error::ErrorCode;
 use shared::{IngestBatch, IngestReply, RoundEvent, names, signature};
-use worker::{Context, Date, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Context, Date, Env, Headers, Request, Response};
 
-use crate::config::{INGEST_SECRET, STREAMS, strong_secret};
+use crate::config::{INGEST_SECRET, strong_secret};
 use crate::directory::{self, GameEntry};
 use crate::error::{ApiError, ApiResult};
+use crate::objects::{self, StreamStub};
 
 /// Largest accepted batch body.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -80,14 +81,16 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> Api
 
     // Game objects first in the list; only their replies are summed, since
     // type objects see the same events a second time.
-    let games = group(&batch.events, |e| names::game_object(&e.round.game_slug));
-    let types = group(&batch.events, |e| names::type_object(&e.round.game_type));
+    let games = group(&batch.events, |e| objects::game_object(&e.round.game_slug));
+    let types = group(&batch.events, |e| objects::type_object(&e.round.game_type));
     let game_count = games.len();
-    let namespace = env.durable_object(STREAMS)?;
     let mut calls = Vec::with_capacity(games.len() + types.len());
     for (object, events) in games.into_iter().chain(types) {
-        let stub = namespace.id_from_name(&object)?.get_stub()?;
-        calls.push(async move { (object, store(&stub, &events).await) });
+        let stub = StreamStub::new(&env, object)?;
+        calls.push(async move {
+            let stored = stub.store(events).await;
+            (stub, stored)
+        });
     }
     let mut reply = IngestReply::default();
     for (index, (object, result)) in join_all(calls).await.into_iter().enumerate() {
@@ -95,7 +98,7 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> Api
             Ok(part) if index < game_count => reply += part,
             Ok(_) => {}
             Err(err) => {
-                worker::console_error!("store in {object} failed: {err}");
+                worker::console_error!("store in {} failed: {err}", object.name());
                 return Err(ApiError::unavailable(
                     "a stream could not store the batch, retry",
                 ));
@@ -226,22 +229,6 @@ fn group(
         }
     }
     groups
-}
-
-async fn store(stub: &worker::Stub, events: &[RoundEvent]) -> worker::Result<IngestReply> {
-    let body =
-        serde_json::to_string(events).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init("https://stream.internal/store", &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    if resp.status_code() != 200 {
-        return Err(worker::Error::RustError(format!(
-            "object answered {}",
-            resp.status_code()
-        )));
-    }
-    resp.json::<IngestReply>().await
 }
 
 #[cfg(test)]

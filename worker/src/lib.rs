@@ -16,8 +16,13 @@
 //! - `bridge`: the client side of an SSE stream: one WebSocket to the stream's
 //!   Durable Object per client, whose ready-made SSE frames are forwarded as
 //!   bytes into the client's response, plus heartbeats and disconnect handling.
+//! - `objects`: object names and the one typed protocol between the Worker
+//!   and its stream objects and relays (request enums, stubs).
 //! - [`StreamObject`]: the Durable Object behind one game or one game type:
-//!   SQLite history, idempotent store, hibernatable WebSocket fan-out.
+//!   SQLite history, idempotent store, hibernatable WebSocket fan-out; past
+//!   `RELAY_CAPACITY` sockets it places subscribers on relays (`relays`).
+//! - [`RelayObject`]: fans one stream's pushes out to up to
+//!   `RELAY_CAPACITY` more sockets; stores nothing.
 //! - [`Directory`]: the Durable Object listing known games (slug, type,
 //!   latest round id), kept by `ingest`.
 //! - `config`: binding names and tunables read from the environment.
@@ -35,12 +40,16 @@ mod error;
 mod ingest;
 mod keycache;
 mod limits;
+mod objects;
+mod relay_object;
+mod relays;
 pub mod router;
 mod stream_object;
 mod tokens;
 mod upstash;
 
 pub use directory::Directory;
+pub use relay_object::RelayObject;
 pub use stream_object::StreamObject;
 
 use worker::{Context, Env, Request, Response, Result, event};

@@ -18,11 +18,13 @@ use shared::cursor::Position;
 use shared::sse::{self, EVENT_INITIAL, EVENT_MESSAGE, EVENT_RESET, EVENT_UPDATE};
 use shared::{EventKind, IngestReply, Round, RoundEvent};
 use worker::{
-    DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State, WebSocket,
+    DurableObject, Env, Request, Response, Result, SqlStorageValue, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, durable_object,
 };
 
-use crate::config::StreamConfig;
+use crate::config::{StreamConfig, relay_capacity};
+use crate::objects::StreamCall;
+use crate::relays::{self, Relays};
 
 /// Tag of the SSE bridge sockets.
 const SUBSCRIBER: &str = "sse";
@@ -37,6 +39,8 @@ pub struct StreamObject {
     instance: String,
     /// The tables are known to exist.
     tables: Cell<bool>,
+    /// Where subscribers past `RELAY_CAPACITY` go, and the pushes to them.
+    relays: Relays,
 }
 
 #[derive(Deserialize)]
@@ -65,58 +69,56 @@ impl DurableObject for StreamObject {
             env,
             instance,
             tables: Cell::new(false),
+            relays: Relays::default(),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let query = |name: &str| {
-            url.query_pairs()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.into_owned())
+        let (name, call) = match StreamCall::parse(&mut req).await {
+            Ok(parsed) => parsed,
+            Err((status, reason)) => return Response::error(reason, status),
         };
-        match (req.method(), req.path().as_str()) {
-            (Method::Get, "/subscribe") => {
-                let resume = query("last_event_id").and_then(|v| v.parse::<Position>().ok());
-                let stream = query("stream").unwrap_or_default();
-                self.subscribe(resume, &stream)
-            }
-            (Method::Get, "/latest") => match self.latest()? {
+        match call {
+            StreamCall::Subscribe { resume, full } => self.subscribe(&name, resume, full).await,
+            StreamCall::Latest => match self.latest()? {
                 Some(row) => json_text(row.json),
                 None => Response::error("no round yet", 404),
             },
-            (Method::Get, "/rounds") => {
-                let limit = query("limit")
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .unwrap_or(50);
-                let before = query("before")
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .unwrap_or(i64::MAX);
-                self.history(limit, before)
-            }
-            (Method::Post, "/disconnect") => {
+            StreamCall::Rounds { limit, before } => self.history(limit, before),
+            StreamCall::Disconnect => {
                 // Every bridge ends its client's stream; browsers reconnect
                 // and resume. For maintenance, and to test that path.
                 let sockets = self.state.get_websockets_with_tag(SUBSCRIBER);
                 for socket in &sockets {
                     let _ = socket.close(Some(1012), Some("stream restarting"));
                 }
-                Response::from_json(&serde_json::json!({ "closed": sockets.len() }))
+                let relayed = self.relays.disconnect(&self.env, &self.state, &name).await;
+                Response::from_json(
+                    &serde_json::json!({ "closed": sockets.len() as u64 + relayed }),
+                )
             }
-            (Method::Get, "/stats") => Response::from_json(&serde_json::json!({
-                "sockets": self.state.get_websockets_with_tag(SUBSCRIBER).len(),
-                "instance": self.instance,
-                "rounds": self.count()?,
-            })),
-            (Method::Post, "/store") => {
-                let events: Vec<RoundEvent> = match req.json().await {
-                    Ok(events) => events,
-                    Err(err) => return Response::error(format!("bad events: {err}"), 400),
-                };
-                let reply = self.store(&events)?;
+            StreamCall::Stats => {
+                let local = self.state.get_websockets_with_tag(SUBSCRIBER).len() as u64;
+                let relays = self.relays.stats(&self.env, &self.state, &name).await?;
+                let relayed: u64 = relays.iter().map(|r| r.sockets).sum();
+                Response::from_json(&serde_json::json!({
+                    "sockets": local + relayed,
+                    "local_sockets": local,
+                    "relays": relays,
+                    "instance": self.instance,
+                    "rounds": self.count()?,
+                }))
+            }
+            StreamCall::Store(events) => {
+                let reply = self.store(&name, &events).await?;
                 Response::from_json(&reply)
             }
-            _ => Response::error("not found", 404),
+            StreamCall::RelayIdle { relay } => {
+                self.relays
+                    .idle(&self.env, &self.state, &name, relay)
+                    .await?;
+                Response::ok("")
+            }
         }
     }
 
@@ -204,6 +206,7 @@ impl StreamObject {
             "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
             None,
         )?;
+        sql.exec(relays::SCHEMA, None)?;
         self.tables.set(true);
         Ok(())
     }
@@ -240,12 +243,38 @@ impl StreamObject {
             .pop())
     }
 
-    /// Accepts a bridge socket and queues what the client must see first: the
-    /// latest round, or everything after its `Last-Event-ID`, or a reset.
-    fn subscribe(&self, resume: Option<Position>, stream: &str) -> Result<Response> {
-        let pair = WebSocketPair::new()?;
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
+    /// Places a subscriber: here while the object holds fewer than
+    /// `RELAY_CAPACITY` sockets, else on a relay. Either way the subscriber
+    /// first gets what it must see first (see [`Self::opening`]), then every
+    /// frame sent after that.
+    async fn subscribe(
+        &self,
+        name: &str,
+        resume: Option<Position>,
+        full: Option<u32>,
+    ) -> Result<Response> {
+        let capacity = relay_capacity(&self.env);
+        let opening = self.opening(name, resume)?;
+        if self.state.get_websockets_with_tag(SUBSCRIBER).len() < capacity {
+            let pair = WebSocketPair::new()?;
+            self.state
+                .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
+            for message in opening.messages() {
+                pair.server.send_with_bytes(message)?;
+            }
+            return Response::from_websocket(pair.client);
+        }
+        // Same synchronous step as `opening`: the ticket names the last push
+        // whose frames the opening already holds.
+        self.create_tables()?;
+        let ticket = self.relays.place(&self.state, capacity, full).await?;
+        ticket.into_response(opening.messages().flatten().copied().collect())
+    }
+
+    /// What a subscriber must see first: the latest round as `initial`; or,
+    /// resuming, everything after its `Last-Event-ID`; or, when that id is
+    /// no longer held, a `reset` and the latest round.
+    fn opening(&self, name: &str, resume: Option<Position>) -> Result<Outbox> {
         let mut out = Outbox::default();
         let anchor = match resume {
             Some(position) => self
@@ -283,7 +312,7 @@ impl StreamObject {
             (Some(_), None) => {
                 // No `id:`: the client keeps its Last-Event-ID until the
                 // `initial` that follows replaces it.
-                let data = serde_json::json!({ "stream": stream }).to_string();
+                let data = serde_json::json!({ "stream": name }).to_string();
                 out.extend(
                     sse::Frame::new()
                         .event(EVENT_RESET)
@@ -301,10 +330,7 @@ impl StreamObject {
                 }
             }
         }
-        for message in out.messages() {
-            pair.server.send_with_bytes(message)?;
-        }
-        Response::from_websocket(pair.client)
+        Ok(out)
     }
 
     fn count(&self) -> Result<i64> {
@@ -326,10 +352,10 @@ impl StreamObject {
 
     /// Up to `limit` rounds with ids below `before`, newest first, as a JSON
     /// array assembled from the stored JSON (no re-serialisation).
-    fn history(&self, limit: i64, before: i64) -> Result<Response> {
+    fn history(&self, limit: u32, before: i64) -> Result<Response> {
         let rows = self.sql_rows(
             "SELECT seq, round_id, json FROM rounds WHERE round_id < ? ORDER BY round_id DESC LIMIT ?",
-            vec![before.into(), limit.clamp(1, 1000).into()],
+            vec![before.into(), i64::from(limit.clamp(1, 1000)).into()],
         )?;
         let mut body = String::from("[");
         for (i, row) in rows.iter().enumerate() {
@@ -348,7 +374,7 @@ impl StreamObject {
     /// Idempotency reaches past the kept history: a round id at or below the
     /// watermark (the highest id ever trimmed) that is not stored is a replay,
     /// and an update older (by commit time) than the stored round is stale.
-    fn store(&self, events: &[RoundEvent]) -> Result<IngestReply> {
+    async fn store(&self, name: &str, events: &[RoundEvent]) -> Result<IngestReply> {
         self.create_tables()?;
         let sql = self.state.storage().sql();
         let watermark = self.watermark()?;
@@ -418,9 +444,17 @@ impl StreamObject {
             }
         }
         self.trim(StreamConfig::from_env(&self.env).history_limit)?;
-        for message in out.messages() {
+        let messages: Vec<js_sys::ArrayBuffer> = out
+            .messages()
+            .map(|bytes| Uint8Array::from(bytes).buffer())
+            .collect();
+        self.relays.enqueue(&self.state, &messages)?;
+        for message in &messages {
             self.broadcast(message);
         }
+        // The batch is stored: relays are a delivery, not a durability, step,
+        // but answering after them keeps pushes from piling up unseen.
+        self.relays.drain(&self.env, &self.state, name).await?;
         Ok(reply)
     }
 
@@ -501,12 +535,11 @@ impl StreamObject {
         Ok(())
     }
 
-    /// Sends one buffer to every subscriber. The bytes are copied out of wasm
-    /// memory once; every socket sends the same JS `ArrayBuffer`.
-    fn broadcast(&self, bytes: &[u8]) {
-        let buffer = Uint8Array::from(bytes).buffer();
+    /// Sends one message to every subscriber here. The bytes were copied out
+    /// of wasm memory once; every socket sends the same JS `ArrayBuffer`.
+    fn broadcast(&self, buffer: &js_sys::ArrayBuffer) {
         for socket in self.state.get_websockets_with_tag(SUBSCRIBER) {
-            if let Err(err) = socket.as_ref().send_with_array_buffer(&buffer) {
+            if let Err(err) = socket.as_ref().send_with_array_buffer(buffer) {
                 worker::console_warn!("send to a subscriber failed: {err:?}");
             }
         }

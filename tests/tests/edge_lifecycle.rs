@@ -19,7 +19,11 @@ async fn sockets(edge: &Edge, game: &str) -> Option<u64> {
 async fn a_leaving_client_releases_its_socket_and_a_closing_object_ends_streams() {
     // Behind wrangler's proxy a gone client may only be noticed at the next
     // write, so the heartbeat interval bounds how long its socket lingers.
-    let edge = Edge::start(&[("HEARTBEAT_SECS", "2")]).await.unwrap();
+    // A feed socket per client (clients of one isolate share one by
+    // default), so the object's count follows the clients.
+    let edge = Edge::start(&[("HEARTBEAT_SECS", "2"), ("FEED_GROUP", "1")])
+        .await
+        .unwrap();
     let key = edge.open_key().await.unwrap();
     let mut a = edge
         .sse(&format!("/sse/crash?api_key={key}"))

@@ -1,5 +1,5 @@
 //! Audiences past one object (DESIGN §3.7b), under `wrangler dev` with a
-//! small `RELAY_CAPACITY`: subscribers spread over relays with no object
+//! small `RELAY_CAPACITY` and a feed socket per client: subscribers spread over relays with no object
 //! over capacity, and a client through a relay gets byte for byte what it
 //! would get from the stream object, also when it subscribes while rounds
 //! are being stored; relays are released and forgotten when their clients
@@ -19,6 +19,11 @@ use shared::EventKind::{New, Update};
 use shared::Round;
 
 const RETRY: &str = "retry: 3000\n\n";
+
+/// Locally every client is in one isolate, whose clients would share one
+/// feed socket: a socket per client puts the many sockets of a large
+/// audience on the objects, as many isolates do on Cloudflare.
+const ONE_SOCKET_EACH: (&str, &str) = ("FEED_GROUP", "1");
 
 /// The socket counts of a stream: total, the object's own, and per relay.
 struct Spread {
@@ -75,7 +80,9 @@ fn messages(rounds: &[Round]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audience_past_capacity_spreads_over_relays_and_gets_every_frame_once() {
-    let edge = Edge::start(&[("RELAY_CAPACITY", "10")]).await.unwrap();
+    let edge = Edge::start(&[("RELAY_CAPACITY", "10"), ONE_SOCKET_EACH])
+        .await
+        .unwrap();
     let key = edge.open_key().await.unwrap();
     let rounds: Vec<Round> = (1..=9).map(|id| round(id, "crash", "multiplier")).collect();
     edge.store(events(New, &rounds[..3])).await.unwrap();
@@ -176,7 +183,9 @@ async fn an_audience_past_capacity_spreads_over_relays_and_gets_every_frame_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_through_a_relay_while_rounds_are_stored_misses_and_repeats_nothing() {
-    let edge = Edge::start(&[("RELAY_CAPACITY", "3")]).await.unwrap();
+    let edge = Edge::start(&[("RELAY_CAPACITY", "3"), ONE_SOCKET_EACH])
+        .await
+        .unwrap();
     let key = edge.open_key().await.unwrap();
     let rounds: Vec<Round> = (1..=30)
         .map(|id| round(id, "crash", "multiplier"))
@@ -215,9 +224,13 @@ async fn resuming_through_a_relay_while_rounds_are_stored_misses_and_repeats_not
 async fn relays_are_released_when_clients_leave_and_forgotten_when_empty() {
     // Behind wrangler's proxy a gone client may only be noticed at the next
     // write, so the heartbeat interval bounds how long its socket lingers.
-    let edge = Edge::start(&[("RELAY_CAPACITY", "5"), ("HEARTBEAT_SECS", "2")])
-        .await
-        .unwrap();
+    let edge = Edge::start(&[
+        ("RELAY_CAPACITY", "5"),
+        ("HEARTBEAT_SECS", "2"),
+        ONE_SOCKET_EACH,
+    ])
+    .await
+    .unwrap();
     let key = edge.open_key().await.unwrap();
     let r1 = round(1, "crash", "multiplier");
     edge.store(events(New, std::slice::from_ref(&r1)))
@@ -281,7 +294,9 @@ async fn relays_are_released_when_clients_leave_and_forgotten_when_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hibernated_relay_is_rebuilt_and_its_clients_keep_receiving() {
-    let edge = Edge::start(&[("RELAY_CAPACITY", "1")]).await.unwrap();
+    let edge = Edge::start(&[("RELAY_CAPACITY", "1"), ONE_SOCKET_EACH])
+        .await
+        .unwrap();
     let key = edge.open_key().await.unwrap();
     let path = format!("/sse/crash?api_key={key}");
     // One client on the object, one on a relay; no round yet.

@@ -22,12 +22,12 @@ use shared::sse;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortSignal;
-use worker::{Context, Date, EncodeBody, Env, Headers, Request, Response, WebSocket};
+use worker::{Context, Date, EncodeBody, Env, Headers, Request, Response};
 
 use crate::auth::{self, Admitted};
 use crate::config::StreamConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::objects::{JoinRefused, RelayStub, StreamStub, Subscription};
+use crate::feed::{self, Feed};
 
 /// `GET /sse/:game` and `GET /sse/type/:type`: one stream, whose `id:` is
 /// the round id.
@@ -88,55 +88,6 @@ fn last_event_id(req: &Request) -> Option<String> {
     from_header.or(from_query).filter(|id| !id.is_empty())
 }
 
-/// How often a subscription placed on a relay is asked for again when the
-/// relay turns it away (full, or its ticket went stale while rounds flowed).
-const PLACEMENT_ATTEMPTS: usize = 4;
-
-/// One member stream's socket, and what the client must see before the
-/// socket's first message (the opening a stream object handed over with a
-/// placement on a relay).
-struct Member {
-    socket: WebSocket,
-    opening: Option<Uint8Array>,
-}
-
-/// Opens one WebSocket for `stream`: to its object, or to the relay the
-/// object places the subscriber on.
-async fn subscribe(
-    env: &Env,
-    stream: &StreamName,
-    resume: Option<Position>,
-) -> worker::Result<Member> {
-    let object = StreamStub::of(env, stream)?;
-    let mut full = None;
-    for _ in 0..PLACEMENT_ATTEMPTS {
-        let (ticket, opening) = match object.subscribe(resume, full).await? {
-            Subscription::Direct(socket) => {
-                return Ok(Member {
-                    socket,
-                    opening: None,
-                });
-            }
-            Subscription::Relayed { ticket, backlog } => (ticket, backlog),
-        };
-        let relay = RelayStub::new(env, object.name(), ticket.relay)?;
-        match relay.join(ticket.clone()).await? {
-            Ok(socket) => {
-                return Ok(Member {
-                    socket,
-                    opening: Some(opening),
-                });
-            }
-            Err(JoinRefused::Full) => full = Some(ticket.relay),
-            Err(JoinRefused::Stale) => full = None,
-        }
-    }
-    Err(worker::Error::RustError(format!(
-        "{}: no relay took the subscription",
-        object.name()
-    )))
-}
-
 /// Subscribes to every member and returns the streaming response.
 async fn open(
     req: &Request,
@@ -147,46 +98,22 @@ async fn open(
     multiplexed: bool,
 ) -> ApiResult<Response> {
     let config = StreamConfig::from_env(env);
-    let results = join_all(
-        members
-            .iter()
-            .map(|(stream, resume)| subscribe(env, stream, *resume)),
-    )
-    .await;
-    let mut sockets = Vec::with_capacity(results.len());
-    let mut openings = Vec::with_capacity(results.len());
-    let mut failure = None;
-    for result in results {
-        match result {
-            Ok(member) => {
-                sockets.push(member.socket);
-                openings.push(member.opening);
-            }
-            Err(err) => failure = Some(err),
+    let prepared = response_body().and_then(|parts| {
+        let headers = sse_headers()?;
+        if let Some(origin) = &admitted.allow_origin {
+            headers.set("access-control-allow-origin", origin)?;
+            headers.set("vary", "origin")?;
         }
-    }
-    // Until a `Client` owns them, a failure must close the sockets and give
-    // the stream's slot back here, or the slot would be refreshed for as
-    // long as the isolate lives.
-    let prepared = match failure {
-        Some(err) => Err(err),
-        None => response_body().and_then(|parts| {
-            let headers = sse_headers()?;
-            if let Some(origin) = &admitted.allow_origin {
-                headers.set("access-control-allow-origin", origin)?;
-                headers.set("vary", "origin")?;
-            }
-            Ok((parts, headers))
-        }),
-    };
+        Ok((parts, headers))
+    });
     let ((body, out, stream_handlers, on_cancel), headers) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
+            // Until a `Client` owns it, the stream's slot is given back
+            // here, or it would be refreshed for as long as the isolate
+            // lives.
             if let Some(lease) = admitted.lease {
                 crate::limits::release(env, lease, &ctx);
-            }
-            for socket in &sockets {
-                let _ = socket.close(Some(1011), Some("subscription incomplete"));
             }
             return Err(err.into());
         }
@@ -198,9 +125,11 @@ async fn open(
             .filter_map(|(s, id)| id.map(|id| (s.clone(), id)))
             .collect::<Cursor>()
     });
+    let resumes: Vec<Option<Position>> = members.iter().map(|(_, id)| *id).collect();
     let client = Rc::new(Client {
+        id: next_client_id(),
         names: members.into_iter().map(|(s, _)| s).collect(),
-        sockets,
+        feeds: RefCell::default(),
         out,
         signal: req.inner().signal(),
         config,
@@ -214,13 +143,37 @@ async fn open(
         last_heartbeat: Cell::new(0.0),
         last_recheck: Cell::new(0.0),
         rechecking: Cell::new(false),
+        wake: RefCell::new(None),
         handlers: RefCell::new(stream_handlers),
     });
     let _ = on_cancel.set(Rc::downgrade(&client));
-    if let Err(err) = client.start(openings) {
-        // Closes the sockets and gives the slot back.
+    if let Err(err) = client.start() {
+        // Gives the slot back.
         client.end(End::ClientGone);
         return Err(err.into());
+    }
+    let group = feed_group(env);
+    let joined = join_all(
+        client
+            .names
+            .iter()
+            .zip(resumes)
+            .enumerate()
+            .map(|(index, (stream, resume))| feed::join(&client, index, stream, resume, group)),
+    )
+    .await;
+    for result in joined {
+        match result {
+            Ok(feed) => client.feeds.borrow_mut().push(feed),
+            Err(err) => {
+                client.end(End::ClientGone);
+                return Err(err.into());
+            }
+        }
+    }
+    if client.has_ended() {
+        // Gone while joining: nothing joined stays behind.
+        client.detach_feeds();
     }
     Ok(Response::builder()
         .with_headers(headers)
@@ -239,7 +192,7 @@ fn sse_headers() -> worker::Result<Headers> {
 
 /// Why a client's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     /// An object closed its socket: end the response cleanly so the browser
     /// reconnects and resumes.
     ObjectClosed,
@@ -296,16 +249,38 @@ fn response_body() -> worker::Result<(
     Ok((body, out, vec![start, cancel], client))
 }
 
-/// One client's bridge: its sockets to the objects, its response body,
-/// and the JS callbacks that move bytes between them.
+/// Isolate-unique client ids (0 means none).
+fn next_client_id() -> u64 {
+    thread_local! {
+        static NEXT: Cell<u64> = const { Cell::new(1) };
+    }
+    NEXT.with(|next| {
+        let id = next.get();
+        next.set(id + 1);
+        id
+    })
+}
+
+/// `FEED_GROUP`: most clients sharing one feed socket (0: no limit).
+fn feed_group(env: &Env) -> usize {
+    env.var("FEED_GROUP")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+/// One client's stream: its response body, its place in the feeds of its
+/// member streams, and the JS callbacks that drive it.
 ///
 /// Driven by callbacks rather than a polled task: a round reaches the client
-/// in one call from JS into wasm (`onmessage`) and one write back, with no
-/// channel, waker or timer future per message. Measured with
-/// `scripts/bench-edge.sh`; see ARCHITECTURE.md.
-struct Client {
+/// as one call from its feed and one `enqueue`, with no channel, waker or
+/// timer future per message. Measured with `scripts/bench-edge.sh`; see
+/// ARCHITECTURE.md.
+pub(crate) struct Client {
+    id: u64,
     names: Vec<StreamName>,
-    sockets: Vec<WebSocket>,
+    /// The feed of each member stream, once joined.
+    feeds: RefCell<Vec<Rc<Feed>>>,
     out: web_sys::ReadableStreamDefaultController,
     signal: AbortSignal,
     config: StreamConfig,
@@ -324,49 +299,37 @@ struct Client {
     last_heartbeat: Cell<f64>,
     last_recheck: Cell<f64>,
     rechecking: Cell<bool>,
+    /// Resolves this client's wake promise: another request asks it to take
+    /// over a feed's socket (see `feed`).
+    wake: RefCell<Option<js_sys::Function>>,
     /// Kept alive while the client is connected; dropped after it ended.
     handlers: RefCell<Vec<Handler>>,
 }
 
 impl Client {
-    /// Writes the members' openings, wires the callbacks and accepts the
-    /// sockets.
-    fn start(self: &Rc<Self>, openings: Vec<Option<Uint8Array>>) -> worker::Result<()> {
-        let mut handlers = Vec::new();
-        for (index, socket) in self.sockets.iter().enumerate() {
-            let client = Rc::clone(self);
-            let on_message = Handler::new(move |event: JsValue| {
-                let data = event.unchecked_into::<web_sys::MessageEvent>().data();
-                client.on_message(index, &data);
-            });
-            let client = Rc::clone(self);
-            let on_close = Handler::new(move |_| client.end(End::ObjectClosed));
-            let raw: &web_sys::WebSocket = socket.as_ref();
-            raw.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-            raw.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-            raw.set_onerror(Some(on_close.as_ref().unchecked_ref()));
-            handlers.push(on_message);
-            handlers.push(on_close);
-        }
-        // A relay's first message follows the opening its stream object
-        // handed over: that goes out first, as if it came on the socket.
-        for (index, opening) in openings.into_iter().enumerate() {
-            if let Some(opening) = opening.filter(|o| o.length() > 0) {
-                self.on_message(index, &opening.buffer());
-            }
-        }
-        // Handlers first, then accept: the objects may already have queued
-        // their first frames, and those must find someone listening.
-        for socket in &self.sockets {
-            socket.accept()?;
-        }
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
 
+    pub(crate) fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.get()
+    }
+
+    /// Wires the abort signal, the timer and the wake promise.
+    fn start(self: &Rc<Self>) -> worker::Result<()> {
+        let mut handlers = Vec::new();
         let client = Rc::clone(self);
         let on_gone = Handler::new(move |_| client.end(End::ClientGone));
         self.signal
             .set_onabort(Some(on_gone.as_ref().unchecked_ref()));
         handlers.push(on_gone);
 
+        // The timer also keeps this request alive for the runtime while
+        // frames reach its body from another request's socket.
         let client = Rc::clone(self);
         let on_tick = Handler::new(move |_| client.tick());
         let period = self.config.heartbeat.min(self.config.key_recheck);
@@ -376,35 +339,62 @@ impl Client {
         self.last_heartbeat.set(now);
         self.last_recheck.set(now);
         self.handlers.borrow_mut().extend(handlers);
+        self.arm_wake();
         if self.signal.aborted() {
             self.end(End::ClientGone);
         }
         Ok(())
     }
 
-    /// Writes one message of member `index` to the client.
-    fn on_message(&self, index: usize, data: &JsValue) {
+    /// A promise made in this client's request: whoever resolves it, its
+    /// continuation runs here, so the I/O it starts belongs to this request.
+    fn arm_wake(self: &Rc<Self>) {
+        let slot = &self.wake;
+        let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+            *slot.borrow_mut() = Some(resolve);
+        });
+        let client = Rc::clone(self);
+        let on_wake = Handler::new(move |_| client.on_wake());
+        let _ = promise.then(&on_wake);
+        self.handlers.borrow_mut().push(on_wake);
+    }
+
+    /// Asks this client, from another request, to take over feeds.
+    pub(crate) fn wake(&self) {
+        if let Some(resolve) = self.wake.borrow_mut().take() {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    }
+
+    fn on_wake(self: &Rc<Self>) {
         if self.ended.get() {
+            return;
+        }
+        self.arm_wake();
+        let heir_of: Vec<Rc<Feed>> = self
+            .feeds
+            .borrow()
+            .iter()
+            .filter(|f| f.is_heir(self.id))
+            .cloned()
+            .collect();
+        for feed in heir_of {
+            wasm_bindgen_futures::spawn_local(feed.take_over(Rc::clone(self)));
+        }
+    }
+
+    /// Writes one message of member `index` to the client.
+    pub(crate) fn on_message(&self, index: usize, frames: &Uint8Array) {
+        if self.ended.get() || frames.length() == 0 {
             return;
         }
         let mut cursor = self.cursor.borrow_mut();
         match cursor.as_mut() {
-            // Single stream: the object's bytes go out untouched, as the same
-            // ArrayBuffer, never copied into wasm memory.
-            None => {
-                if let Some(text) = data.as_string() {
-                    enqueue_bytes(&self.out, text.as_bytes());
-                } else {
-                    enqueue(&self.out, &Uint8Array::new(data));
-                }
-            }
+            // Single stream: the object's bytes go out untouched, as a view
+            // of the same JS buffer, never copied into wasm memory.
+            None => enqueue(&self.out, frames),
             Some(cursor) => {
-                let text = match data.dyn_ref::<js_sys::ArrayBuffer>() {
-                    Some(buffer) => {
-                        String::from_utf8_lossy(&Uint8Array::new(buffer).to_vec()).into_owned()
-                    }
-                    None => data.as_string().unwrap_or_default(),
-                };
+                let text = String::from_utf8_lossy(&frames.to_vec()).into_owned();
                 let Some(member) = self.names.get(index) else {
                     return;
                 };
@@ -454,9 +444,17 @@ impl Client {
         }
     }
 
-    /// Ends the client's stream once: closes the sockets, ends the response,
+    /// Leaves every feed joined (handing over their sockets if held).
+    fn detach_feeds(&self) {
+        let feeds = std::mem::take(&mut *self.feeds.borrow_mut());
+        for feed in feeds {
+            feed.detach(self.id);
+        }
+    }
+
+    /// Ends the client's stream once: leaves its feeds, ends the response,
     /// and releases the callbacks.
-    fn end(&self, end: End) {
+    pub(crate) fn end(&self, end: End) {
         if self.ended.replace(true) {
             return;
         }
@@ -466,19 +464,8 @@ impl Client {
         if let Some(lease) = self.lease.borrow_mut().take() {
             crate::limits::release(&self.env, lease, &self.ctx);
         }
-        let reason = match end {
-            End::ObjectClosed => "stream closed",
-            End::KeyRevoked => "API key no longer valid",
-            End::ClientGone => "client gone",
-            End::SlowClient => "client too slow",
-        };
-        for socket in &self.sockets {
-            let raw: &web_sys::WebSocket = socket.as_ref();
-            raw.set_onmessage(None);
-            raw.set_onclose(None);
-            raw.set_onerror(None);
-            let _ = socket.close(Some(1000), Some(reason));
-        }
+        self.detach_feeds();
+        self.wake.borrow_mut().take();
         self.signal.set_onabort(None);
         match end {
             End::ObjectClosed | End::KeyRevoked => {

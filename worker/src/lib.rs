@@ -37,6 +37,7 @@ mod bridge;
 mod config;
 mod directory;
 mod error;
+mod feed;
 mod ingest;
 mod keycache;
 mod limits;

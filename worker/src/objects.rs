@@ -46,6 +46,63 @@ const OBJECT: &str = "x-object";
 /// A call's answer when it could not be read: status and reason.
 pub(crate) type Refusal = (u16, String);
 
+/// Where a feed socket starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FeedResume {
+    /// From now on: the first message holds no frames.
+    Live,
+    /// Everything stored: the stream had no round when last heard of.
+    Start,
+    /// Everything after this position (or a reset and the latest round
+    /// when the stream no longer holds it).
+    At(Position),
+}
+
+/// The head of every message a stream object sends on a socket: the
+/// message's number in the stream (one counter for every socket and relay),
+/// and the stream's position once the message is read (`None`: no round
+/// yet). Then come the message's SSE frames, forwarded to clients as they
+/// are. Three little-endian `f64`s (numbers and ids are exact below 2^53;
+/// NaN for none) so JS can read them with a `DataView` as easily as Rust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MessageHead {
+    pub(crate) number: u64,
+    pub(crate) position: Option<Position>,
+}
+
+impl MessageHead {
+    pub(crate) const LEN: usize = 24;
+
+    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        let round = self.position.map_or(f64::NAN, |p| p.round as f64);
+        let update = self
+            .position
+            .and_then(|p| p.update)
+            .map_or(f64::NAN, |u| u as f64);
+        out[..8].copy_from_slice(&(self.number as f64).to_le_bytes());
+        out[8..16].copy_from_slice(&round.to_le_bytes());
+        out[16..].copy_from_slice(&update.to_le_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8; Self::LEN]) -> Option<Self> {
+        let read = |i: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i..i + 8]);
+            f64::from_le_bytes(word)
+        };
+        let exact =
+            |v: f64| (v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64);
+        let number = exact(read(0)).and_then(|n| u64::try_from(n).ok())?;
+        let position = exact(read(8)).map(|round| Position {
+            round,
+            update: exact(read(16)),
+        });
+        Some(Self { number, position })
+    }
+}
+
 fn url(path: &str, query: &[(&str, String)]) -> String {
     let mut url = format!("https://object.internal{path}");
     for (i, (name, value)) in query.iter().enumerate() {
@@ -108,13 +165,17 @@ fn request(
 /// A call to a stream object (`game:<slug>`, `type:<type>`).
 #[derive(Debug)]
 pub(crate) enum StreamCall {
-    /// Open a subscriber socket (a WebSocket upgrade), resuming after
-    /// `resume` if given. `full`: a relay that turned the last placement
-    /// away for being full.
+    /// Open a feed socket (a WebSocket upgrade) for an isolate's clients of
+    /// the stream: every message from now on, after a first one holding
+    /// what `resume` asks for. `full`: a relay that turned the last
+    /// placement away for being full.
     Subscribe {
-        resume: Option<Position>,
+        resume: FeedResume,
         full: Option<u32>,
     },
+    /// What a client must see first (see `StreamObject::opening`), and the
+    /// number of the last message it already covers.
+    Opening { resume: Option<Position> },
     /// The newest round's JSON; 404 when none is stored.
     Latest,
     /// Up to `limit` rounds with ids below `before`, newest first.
@@ -136,8 +197,19 @@ impl StreamCall {
         let pairs = query(req).map_err(|e| (400, e.to_string()))?;
         let call = match (req.method(), req.path().as_str()) {
             (Method::Get, "/subscribe") => Self::Subscribe {
-                resume: param(&pairs, "last_event_id")?,
+                resume: match (
+                    param(&pairs, "last_event_id")?,
+                    param::<String>(&pairs, "from")?,
+                ) {
+                    (Some(position), _) => FeedResume::At(position),
+                    (None, Some(from)) if from == "start" => FeedResume::Start,
+                    (None, Some(_)) => return Err((400, "bad from".into())),
+                    (None, None) => FeedResume::Live,
+                },
                 full: param(&pairs, "full")?,
+            },
+            (Method::Get, "/opening") => Self::Opening {
+                resume: param(&pairs, "last_event_id")?,
             },
             (Method::Get, "/latest") => Self::Latest,
             (Method::Get, "/rounds") => Self::Rounds {
@@ -163,13 +235,22 @@ impl StreamCall {
         let (method, url, body, upgrade) = match self {
             Self::Subscribe { resume, full } => {
                 let mut query = Vec::new();
-                if let Some(id) = resume {
-                    query.push(("last_event_id", id.to_string()));
+                match resume {
+                    FeedResume::Live => {}
+                    FeedResume::Start => query.push(("from", "start".to_string())),
+                    FeedResume::At(id) => query.push(("last_event_id", id.to_string())),
                 }
                 if let Some(relay) = full {
                     query.push(("full", relay.to_string()));
                 }
                 (Method::Get, url("/subscribe", &query), None, true)
+            }
+            Self::Opening { resume } => {
+                let mut query = Vec::new();
+                if let Some(id) = resume {
+                    query.push(("last_event_id", id.to_string()));
+                }
+                (Method::Get, url("/opening", &query), None, false)
             }
             Self::Latest => (Method::Get, url("/latest", &[]), None, false),
             Self::Rounds { limit, before } => (
@@ -203,10 +284,10 @@ impl StreamCall {
 pub(crate) enum Subscription {
     /// On the stream object itself.
     Direct(WebSocket),
-    /// On a relay: the subscriber must join it with this ticket, and gets
-    /// `backlog` (what it must see first) from here rather than from the
-    /// relay.
-    Relayed { ticket: Ticket, backlog: Uint8Array },
+    /// On a relay: the feed must join it with this ticket, and gets its
+    /// first message (numbered `ticket.after`, with its head) from here
+    /// rather than from the relay.
+    Relayed { ticket: Ticket, first: Uint8Array },
 }
 
 /// A placement on a relay, as the stream object issued it.
@@ -222,14 +303,21 @@ pub(crate) struct Ticket {
     pub(crate) issued: f64,
 }
 
+/// An opening for a client: its frames, and the number of the last message
+/// they already cover.
+pub(crate) struct Opening {
+    pub(crate) after: u64,
+    pub(crate) frames: Uint8Array,
+}
+
 const TICKET_RELAY: &str = "x-relay";
 const TICKET_AFTER: &str = "x-after";
 const TICKET_ISSUED: &str = "x-issued";
 
 impl Ticket {
     /// The answer to a subscription placed on a relay: the ticket in headers,
-    /// the backlog as the body.
-    pub(crate) fn into_response(self, backlog: Vec<u8>) -> worker::Result<Response> {
+    /// the feed's first message as the body.
+    pub(crate) fn into_response(self, first: Vec<u8>) -> worker::Result<Response> {
         let headers = Headers::new();
         headers.set(TICKET_RELAY, &self.relay.to_string())?;
         headers.set(TICKET_AFTER, &self.after.to_string())?;
@@ -237,7 +325,7 @@ impl Ticket {
         Ok(Response::builder()
             .with_status(200)
             .with_headers(headers)
-            .fixed(backlog))
+            .fixed(first))
     }
 
     fn from_headers(headers: &Headers) -> Option<Self> {
@@ -332,10 +420,29 @@ impl StreamStub {
         must_be_ok(&response, "relay-idle")
     }
 
-    /// Places a subscriber: on the stream object, or on one of its relays.
+    /// What a client must see first, resuming after `resume`.
+    pub(crate) async fn opening(&self, resume: Option<Position>) -> worker::Result<Opening> {
+        let response = self.call(&StreamCall::Opening { resume }).await?;
+        must_be_ok(&response, "opening")?;
+        let after = response
+            .headers()
+            .get(TICKET_AFTER)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                worker::Error::RustError(format!("{}: opening without a number", self.name))
+            })?;
+        Ok(Opening {
+            after,
+            frames: array_buffer(response).await?,
+        })
+    }
+
+    /// Places a feed socket: on the stream object, or on one of its relays.
     pub(crate) async fn subscribe(
         &self,
-        resume: Option<Position>,
+        resume: FeedResume,
         full: Option<u32>,
     ) -> worker::Result<Subscription> {
         let response = self.call(&StreamCall::Subscribe { resume, full }).await?;
@@ -346,8 +453,8 @@ impl StreamStub {
         let ticket = Ticket::from_headers(response.headers()).ok_or_else(|| {
             worker::Error::RustError(format!("{}: subscription without a ticket", self.name))
         })?;
-        let backlog = array_buffer(response).await?;
-        Ok(Subscription::Relayed { ticket, backlog })
+        let first = array_buffer(response).await?;
+        Ok(Subscription::Relayed { ticket, first })
     }
 }
 
@@ -381,6 +488,17 @@ pub(crate) async fn body_buffer(req: &Request) -> worker::Result<js_sys::ArrayBu
     buffer
         .dyn_into::<js_sys::ArrayBuffer>()
         .map_err(|_| worker::Error::RustError("body is not bytes".into()))
+}
+
+/// An opening's answer: its frames, and in a header the number of the last
+/// message they cover.
+pub(crate) fn opening_response(after: u64, frames: Vec<u8>) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set(TICKET_AFTER, &after.to_string())?;
+    Ok(Response::builder()
+        .with_status(200)
+        .with_headers(headers)
+        .fixed(frames))
 }
 
 /// A call to a relay (`relay:<stream>:<n>`).
@@ -576,6 +694,30 @@ mod tests {
         assert_ne!(game_object("dice"), type_object("dice"));
         assert_eq!(relay_object("game:crash", 3), "relay:game:crash:3");
         assert_ne!(relay_object("game:crash", 1), game_object("crash"));
+    }
+
+    #[test]
+    fn message_heads_round_trip() {
+        for position in [
+            None,
+            Some(Position::round(12)),
+            Some(Position {
+                round: 12,
+                update: Some(3),
+            }),
+            Some(Position::round(-5)),
+            Some(Position::round((1 << 53) - 1)),
+        ] {
+            let head = MessageHead {
+                number: 41,
+                position,
+            };
+            assert_eq!(MessageHead::decode(&head.encode()), Some(head));
+        }
+        let mut junk = [0xffu8; MessageHead::LEN];
+        assert_eq!(MessageHead::decode(&junk), None, "NaN number");
+        junk[..8].copy_from_slice(&(-1f64).to_le_bytes());
+        assert_eq!(MessageHead::decode(&junk), None, "negative number");
     }
 
     #[test]

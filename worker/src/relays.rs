@@ -86,7 +86,8 @@ fn placements_expired(relay: &Relay, at: f64) -> bool {
 }
 
 impl Relays {
-    /// Loads the table once per instance; nothing when there is none yet.
+    /// Loads the counter and the relays once per instance; nothing when
+    /// the tables do not exist yet.
     fn load(&self, state: &State) -> Result<()> {
         if self.rows.borrow().is_some() {
             return Ok(());
@@ -106,6 +107,8 @@ impl Relays {
                 None,
             )?
             .to_array()?;
+        // The relays table comes with `meta` (the stream object creates
+        // its tables together).
         let rows: Vec<Relay> = if exists.first().is_some_and(|c| c.n > 0) {
             let counter: Vec<Value> = sql
                 .exec("SELECT value FROM meta WHERE name = 'push'", None)?
@@ -123,6 +126,30 @@ impl Relays {
         };
         *self.rows.borrow_mut() = Some(rows);
         Ok(())
+    }
+
+    /// Number of the last message sent (0 before the first).
+    pub(crate) fn counter(&self, state: &State) -> Result<u64> {
+        self.load(state)?;
+        Ok(self.counter.get())
+    }
+
+    /// Takes `count` message numbers; returns the first. The tables must
+    /// exist. Runs in the same synchronous step as the store that sends the
+    /// messages, so numbers follow storage order.
+    pub(crate) fn number(&self, state: &State, count: u64) -> Result<u64> {
+        self.load(state)?;
+        let first = self.counter.get() + 1;
+        if count == 0 {
+            return Ok(first);
+        }
+        self.counter.set(first + count - 1);
+        state.storage().sql().exec(
+            "INSERT INTO meta (name, value) VALUES ('push', ?)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            vec![(self.counter.get() as i64).into()],
+        )?;
+        Ok(first)
     }
 
     fn with_rows<T>(&self, state: &State, f: impl FnOnce(&mut Vec<Relay>) -> T) -> Result<T> {
@@ -155,24 +182,17 @@ impl Relays {
         })
     }
 
-    /// Numbers `messages` and queues them for every relay; nothing while the
-    /// stream has none. Runs in the same synchronous step as the store that
-    /// produced them, so numbers follow storage order.
-    pub(crate) fn enqueue(&self, state: &State, messages: &[js_sys::ArrayBuffer]) -> Result<()> {
+    /// Queues numbered messages for every relay; nothing while the stream
+    /// has none.
+    pub(crate) fn enqueue(
+        &self,
+        state: &State,
+        messages: &[(u64, js_sys::ArrayBuffer)],
+    ) -> Result<()> {
         if messages.is_empty() || self.active(state)?.is_empty() {
             return Ok(());
         }
-        let mut queue = self.queue.borrow_mut();
-        for message in messages {
-            let number = self.counter.get() + 1;
-            self.counter.set(number);
-            queue.push_back((number, message.clone()));
-        }
-        state.storage().sql().exec(
-            "INSERT INTO meta (name, value) VALUES ('push', ?)
-             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            vec![(self.counter.get() as i64).into()],
-        )?;
+        self.queue.borrow_mut().extend(messages.iter().cloned());
         Ok(())
     }
 

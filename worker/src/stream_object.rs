@@ -23,7 +23,7 @@ use worker::{
 };
 
 use crate::config::{StreamConfig, relay_capacity};
-use crate::objects::StreamCall;
+use crate::objects::{self, FeedResume, MessageHead, StreamCall};
 use crate::relays::{self, Relays};
 
 /// Tag of the SSE bridge sockets.
@@ -80,6 +80,11 @@ impl DurableObject for StreamObject {
         };
         match call {
             StreamCall::Subscribe { resume, full } => self.subscribe(&name, resume, full).await,
+            StreamCall::Opening { resume } => {
+                let opening = self.opening(&name, resume)?;
+                let after = self.relays.counter(&self.state)?;
+                objects::opening_response(after, opening.messages().flatten().copied().collect())
+            }
             StreamCall::Latest => match self.latest()? {
                 Some(row) => json_text(row.json),
                 None => Response::error("no round yet", 404),
@@ -234,6 +239,34 @@ impl StreamObject {
         Ok(rows.first().map(|v| v.value))
     }
 
+    /// The stream's position: the newest round by arrival, and the last
+    /// update sent while it was the newest.
+    fn head(&self) -> Result<Option<Position>> {
+        #[derive(Deserialize)]
+        struct Head {
+            round_id: i64,
+            useq: Option<i64>,
+        }
+        if !self.has_tables()? {
+            return Ok(None);
+        }
+        let rows: Vec<Head> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT r.round_id AS round_id,
+                   (SELECT MAX(u.useq) FROM updates u WHERE u.after_seq = r.seq) AS useq
+                 FROM rounds r ORDER BY r.seq DESC LIMIT 1",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows.first().map(|h| Position {
+            round: h.round_id,
+            update: h.useq,
+        }))
+    }
+
     fn latest(&self) -> Result<Option<StoredRound>> {
         Ok(self
             .sql_rows(
@@ -243,35 +276,92 @@ impl StreamObject {
             .pop())
     }
 
-    /// Places a subscriber: here while the object holds fewer than
-    /// `RELAY_CAPACITY` sockets, else on a relay. Either way the subscriber
-    /// first gets what it must see first (see [`Self::opening`]), then every
-    /// frame sent after that.
+    /// Places a feed socket: here while the object holds fewer than
+    /// `RELAY_CAPACITY` sockets, else on a relay. Either way its first
+    /// message, numbered as the last message sent so far, holds what
+    /// `resume` asks for; every message after it follows.
     async fn subscribe(
         &self,
         name: &str,
-        resume: Option<Position>,
+        resume: FeedResume,
         full: Option<u32>,
     ) -> Result<Response> {
         let capacity = relay_capacity(&self.env);
-        let opening = self.opening(name, resume)?;
+        let opening = match resume {
+            FeedResume::Live => Outbox::default(),
+            FeedResume::Start => self.everything()?,
+            FeedResume::At(position) => self.opening(name, Some(position))?,
+        };
+        let after = self.relays.counter(&self.state)?;
+        let head = self.head()?;
         if self.state.get_websockets_with_tag(SUBSCRIBER).len() < capacity {
             let pair = WebSocketPair::new()?;
             self.state
                 .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
-            for message in opening.messages() {
+            let mut first = opening.numbered(after, head);
+            // Even with no frames, the first message tells the number.
+            if first.is_empty() {
+                first.push(
+                    MessageHead {
+                        number: after,
+                        position: head,
+                    }
+                    .encode()
+                    .to_vec(),
+                );
+            }
+            for message in &first {
                 pair.server.send_with_bytes(message)?;
             }
             return Response::from_websocket(pair.client);
         }
-        // Same synchronous step as `opening`: the ticket names the last push
-        // whose frames the opening already holds.
+        // Same synchronous step as the opening: the ticket names the last
+        // message whose frames the opening already holds.
         self.create_tables()?;
         let ticket = self.relays.place(&self.state, capacity, full).await?;
-        ticket.into_response(opening.messages().flatten().copied().collect())
+        let mut first = MessageHead {
+            number: after,
+            position: head,
+        }
+        .encode()
+        .to_vec();
+        first.extend(opening.messages().flatten());
+        ticket.into_response(first)
     }
 
-    /// What a subscriber must see first: the latest round as `initial`; or,
+    /// Every round and update stored, in the order sent: the first message
+    /// of a feed that last knew the stream without any round.
+    fn everything(&self) -> Result<Outbox> {
+        let mut out = Outbox::default();
+        let rows = self.sql_rows(
+            "SELECT seq, round_id, json FROM rounds ORDER BY seq",
+            vec![],
+        )?;
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let updates: Vec<StoredUpdate> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT useq, json, after_seq FROM updates ORDER BY useq",
+                None,
+            )?
+            .to_array()?;
+        // No round came before the first: a virtual anchor before it.
+        let anchor = StoredRound {
+            seq: 0,
+            round_id: 0,
+            json: String::new(),
+        };
+        for (event, id, json) in backlog(&anchor, &rows, &updates) {
+            out.extend(sse::round_frame(event, id, json).map_err(to_err)?, Some(id));
+        }
+        Ok(out)
+    }
+
+    /// What a client must see first: the latest round as `initial`; or,
     /// resuming, everything after its `Last-Event-ID`; or, when that id is
     /// no longer held, a `reset` and the latest round.
     fn opening(&self, name: &str, resume: Option<Position>) -> Result<Outbox> {
@@ -306,7 +396,7 @@ impl StreamObject {
                     )?
                     .to_array()?;
                 for (event, id, json) in backlog(&anchor, &rows, &updates) {
-                    out.extend(sse::round_frame(event, id, json).map_err(to_err)?);
+                    out.extend(sse::round_frame(event, id, json).map_err(to_err)?, Some(id));
                 }
             }
             (Some(_), None) => {
@@ -319,14 +409,15 @@ impl StreamObject {
                         .map_err(to_err)?
                         .data(&data)
                         .finish(),
+                    None,
                 );
                 if let Some(latest) = self.latest()? {
-                    out.extend(frame(EVENT_INITIAL, &latest)?);
+                    out.extend(frame(EVENT_INITIAL, &latest)?, None);
                 }
             }
             (None, _) => {
                 if let Some(latest) = self.latest()? {
-                    out.extend(frame(EVENT_INITIAL, &latest)?);
+                    out.extend(frame(EVENT_INITIAL, &latest)?, None);
                 }
             }
         }
@@ -378,6 +469,7 @@ impl StreamObject {
         self.create_tables()?;
         let sql = self.state.storage().sql();
         let watermark = self.watermark()?;
+        let head = self.head()?;
         let mut reply = IngestReply::default();
         let mut out = Outbox::default();
         for event in events {
@@ -440,16 +532,25 @@ impl StreamObject {
                 reply.duplicates += 1;
             }
             if let Some(name) = event_name {
-                out.extend(sse::round_frame(name, id, &json).map_err(to_err)?);
+                out.extend(sse::round_frame(name, id, &json).map_err(to_err)?, Some(id));
             }
         }
         self.trim(StreamConfig::from_env(&self.env).history_limit)?;
-        let messages: Vec<js_sys::ArrayBuffer> = out
-            .messages()
-            .map(|bytes| Uint8Array::from(bytes).buffer())
+        let count = out.messages.len() as u64;
+        let first = self.relays.number(&self.state, count)?;
+        let messages: Vec<(u64, js_sys::ArrayBuffer)> = out
+            .numbered(first, head)
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                (
+                    first + i as u64,
+                    Uint8Array::from(bytes.as_slice()).buffer(),
+                )
+            })
             .collect();
         self.relays.enqueue(&self.state, &messages)?;
-        for message in &messages {
+        for (_, message) in &messages {
             self.broadcast(message);
         }
         // The batch is stored: relays are a delivery, not a durability, step,
@@ -551,22 +652,47 @@ impl StreamObject {
 /// are packed into messages of at most this size (a frame is never split).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
-/// Frames packed into socket messages.
+/// Frames packed into socket messages, each with the position of its last
+/// frame that has an id.
 #[derive(Default)]
 struct Outbox {
-    messages: Vec<Vec<u8>>,
+    messages: Vec<(Vec<u8>, Option<Position>)>,
 }
 
 impl Outbox {
-    fn extend(&mut self, frame: Vec<u8>) {
+    fn extend(&mut self, frame: Vec<u8>, id: Option<Position>) {
         match self.messages.last_mut() {
-            Some(last) if last.len() + frame.len() <= MAX_MESSAGE_BYTES => last.extend(frame),
-            _ => self.messages.push(frame),
+            Some((last, position)) if last.len() + frame.len() <= MAX_MESSAGE_BYTES => {
+                last.extend(frame);
+                *position = id.or(*position);
+            }
+            _ => self.messages.push((frame, id)),
         }
     }
 
     fn messages(&self) -> impl Iterator<Item = &[u8]> {
-        self.messages.iter().map(Vec::as_slice)
+        self.messages.iter().map(|(bytes, _)| bytes.as_slice())
+    }
+
+    /// The messages with their heads, numbered from `first` on; `base`:
+    /// the stream's position before them.
+    fn numbered(&self, first: u64, base: Option<Position>) -> Vec<Vec<u8>> {
+        let mut position = base;
+        self.messages
+            .iter()
+            .enumerate()
+            .map(|(i, (bytes, id))| {
+                position = id.or(position);
+                let head = MessageHead {
+                    number: first + i as u64,
+                    position,
+                };
+                let mut message = Vec::with_capacity(MessageHead::LEN + bytes.len());
+                message.extend_from_slice(&head.encode());
+                message.extend_from_slice(bytes);
+                message
+            })
+            .collect()
     }
 }
 
@@ -686,11 +812,11 @@ mod tests {
         let mut out = Outbox::default();
         let small = vec![b'a'; 1000];
         let big = vec![b'b'; MAX_MESSAGE_BYTES + 10];
-        for _ in 0..300 {
-            out.extend(small.clone());
+        for i in 0..300 {
+            out.extend(small.clone(), Some(Position::round(i)));
         }
-        out.extend(big.clone());
-        out.extend(small.clone());
+        out.extend(big.clone(), None);
+        out.extend(small.clone(), None);
         let messages: Vec<&[u8]> = out.messages().collect();
         // 300 × 1000 bytes fill one message of 262 frames and start a second.
         assert_eq!(messages[0].len(), 262 * 1000);
@@ -698,5 +824,31 @@ mod tests {
         assert_eq!(messages[2], &big[..], "an oversized frame travels alone");
         assert_eq!(messages[3], &small[..]);
         assert_eq!(messages.len(), 4);
+
+        // Numbered from 7 on, each message tells the position after it: the
+        // id-less ones keep the one before.
+        let numbered = out.numbered(7, None);
+        let heads: Vec<MessageHead> = numbered
+            .iter()
+            .map(|m| {
+                let mut head = [0u8; MessageHead::LEN];
+                head.copy_from_slice(&m[..MessageHead::LEN]);
+                MessageHead::decode(&head).unwrap()
+            })
+            .collect();
+        let positions: Vec<(u64, Option<i64>)> = heads
+            .iter()
+            .map(|h| (h.number, h.position.map(|p| p.round)))
+            .collect();
+        assert_eq!(
+            positions,
+            [
+                (7, Some(261)),
+                (8, Some(299)),
+                (9, Some(299)),
+                (10, Some(299))
+            ]
+        );
+        assert_eq!(&numbered[2][MessageHead::LEN..], &big[..]);
     }
 }

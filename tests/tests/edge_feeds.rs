@@ -1,0 +1,135 @@
+//! An isolate's clients of one stream share one feed socket to its object
+//! (`worker/src/feed.rs`), under `wrangler dev` (one isolate locally): the
+//! object holds one socket however many clients read, and when the client
+//! whose request holds the socket leaves, another takes it over without a
+//! client missing or repeating a frame, also while rounds are stored.
+
+// A failed expectation is a failed test: panicking is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+
+use devstack::edge::{Edge, TIMEOUT, events, frame, round};
+use devstack::wait_for;
+use shared::EventKind::New;
+use shared::Round;
+
+const RETRY: &str = "retry: 3000\n\n";
+
+async fn sockets(edge: &Edge) -> Option<u64> {
+    edge.stats("game", "crash").await.ok()?["sockets"].as_u64()
+}
+
+fn messages(rounds: &[Round]) -> String {
+    rounds.iter().map(|r| frame("message", r)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_share_one_socket_and_keep_every_frame_when_its_holders_leave() {
+    // Behind wrangler's proxy a gone client is noticed at the next write:
+    // the round stored just after a holder left is the one that finds it
+    // gone, so each hand-over happens while a round is on its way.
+    let edge = Edge::start(&[("HEARTBEAT_SECS", "2")]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<Round> = (1..=28)
+        .map(|id| round(id, "crash", "multiplier"))
+        .collect();
+    edge.store(events(New, &rounds[..1])).await.unwrap();
+    let path = format!("/sse/crash?api_key={key}");
+
+    let mut clients = VecDeque::new();
+    for _ in 0..10 {
+        let mut client = edge.sse(&path).await.unwrap();
+        client.read_frames(2, TIMEOUT).await.unwrap();
+        clients.push_back(client);
+    }
+    assert_eq!(
+        sockets(&edge).await,
+        Some(1),
+        "ten clients, one feed socket"
+    );
+
+    // The first client's request holds the socket; the next in line takes
+    // it over. Rounds are stored without pause while the holder leaves,
+    // every three rounds, eight times over: hand-overs happen while rounds
+    // are on their way.
+    let (stored, mut progress) = tokio::sync::watch::channel(1usize);
+    let storing = async {
+        for (i, r) in rounds[1..25].iter().enumerate() {
+            edge.store(events(New, std::slice::from_ref(r)))
+                .await
+                .unwrap();
+            stored.send_replace(i + 2);
+        }
+    };
+    let leaving = async {
+        for k in 0..8 {
+            progress.wait_for(|n| *n >= 2 + 3 * k).await.unwrap();
+            drop(clients.pop_front());
+        }
+    };
+    tokio::join!(storing, leaving);
+    edge.store(events(New, &rounds[25..28])).await.unwrap();
+    let want = format!(
+        "{RETRY}{}{}",
+        frame("initial", &rounds[0]),
+        messages(&rounds[1..28])
+    );
+    for mut client in clients {
+        client.read_until("id: 28\n", TIMEOUT).await.unwrap();
+        assert_eq!(client.frames().concat(), want);
+    }
+    wait_for("the last clients to leave the socket", TIMEOUT, || async {
+        (sockets(&edge).await == Some(0)).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_joining_while_rounds_flow_misses_and_repeats_nothing() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<Round> = (1..=30)
+        .map(|id| round(id, "crash", "multiplier"))
+        .collect();
+    edge.store(events(New, &rounds[..2])).await.unwrap();
+    let path = format!("/sse/crash?api_key={key}");
+    // One client holds the feed's socket from the start.
+    let mut first = edge.sse(&path).await.unwrap();
+    first.read_frames(2, TIMEOUT).await.unwrap();
+
+    // Rounds 3..=29 are stored one by one while 12 clients join, each
+    // resuming from round 2: whatever their openings hold and whatever the
+    // feed delivers meanwhile, each sees every round once.
+    let storing = async {
+        for r in &rounds[2..29] {
+            edge.store(events(New, std::slice::from_ref(r)))
+                .await
+                .unwrap();
+        }
+    };
+    let joining =
+        futures::future::join_all((0..12).map(|_| edge.sse_with(&path, &[("last-event-id", "2")])));
+    let ((), joined) = tokio::join!(storing, joining);
+    assert_eq!(sockets(&edge).await, Some(1));
+
+    edge.store(events(New, &rounds[29..30])).await.unwrap();
+    for client in joined {
+        let mut client = client.unwrap();
+        client.read_until("id: 30\n", TIMEOUT).await.unwrap();
+        assert_eq!(
+            client.frames().concat(),
+            format!("{RETRY}{}", messages(&rounds[2..30]))
+        );
+    }
+    first.read_until("id: 30\n", TIMEOUT).await.unwrap();
+    assert_eq!(
+        first.frames().concat(),
+        format!(
+            "{RETRY}{}{}",
+            frame("initial", &rounds[1]),
+            messages(&rounds[2..30])
+        )
+    );
+}

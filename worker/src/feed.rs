@@ -85,6 +85,9 @@ pub(crate) struct Feed {
     number: Cell<u64>,
     /// The stream's position after it (`None`: no round yet).
     position: Cell<Option<Position>>,
+    /// The `initial` frame a client joining now gets (empty: no round
+    /// yet); `None` after a message that did not end its batch.
+    initial: RefCell<Option<Uint8Array>>,
     /// Recent messages (number, arrival, frames); joiners whose opening is
     /// at least `covered_from` get the ones after their opening from here.
     ring: RefCell<VecDeque<(u64, f64, Uint8Array)>>,
@@ -122,6 +125,7 @@ impl Feed {
                 live: Cell::new(false),
                 number: Cell::new(0),
                 position: Cell::new(None),
+                initial: RefCell::new(None),
                 ring: RefCell::default(),
                 covered_from: Cell::new(u64::MAX),
                 sinks: RefCell::default(),
@@ -237,7 +241,15 @@ impl Feed {
             worker::console_error!("feed of {}: a message without a head", self.stream);
             return;
         };
-        let frames = Uint8Array::new_with_byte_offset_and_length(buffer, len, length - len);
+        let initial_len = head.initial.unwrap_or(0);
+        let Some(skip) = len.checked_add(initial_len).filter(|skip| *skip <= length) else {
+            worker::console_error!("feed of {}: a message shorter than its head", self.stream);
+            return;
+        };
+        let frames = Uint8Array::new_with_byte_offset_and_length(buffer, skip, length - skip);
+        *self.initial.borrow_mut() = head
+            .initial
+            .map(|n| Uint8Array::new_with_byte_offset_and_length(buffer, len, n));
         let first = !self.live.get();
         let previous = self.number.get();
         self.number.set(head.number.max(previous));

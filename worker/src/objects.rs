@@ -60,18 +60,25 @@ pub(crate) enum FeedResume {
 
 /// The head of every message a stream object sends on a socket: the
 /// message's number in the stream (one counter for every socket and relay),
-/// and the stream's position once the message is read (`None`: no round
-/// yet). Then come the message's SSE frames, forwarded to clients as they
-/// are. Three little-endian `f64`s (numbers and ids are exact below 2^53;
-/// NaN for none) so JS can read them with a `DataView` as easily as Rust.
+/// the stream's position once the message is read (`None`: no round yet),
+/// and the length of the `initial` frame a client joining right after this
+/// message would get (`None` when the message does not end its batch). Then
+/// come that `initial` frame and the message's SSE frames, forwarded to
+/// clients as they are. Four little-endian `f64`s (numbers and ids are exact
+/// below 2^53; NaN for none) so JS can read them as easily as Rust.
+///
+/// Why the `initial` frame rides along: a new client without
+/// `Last-Event-ID` then joins its isolate's feed without asking the object
+/// for its opening, so a crowd (re)connecting costs the object nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MessageHead {
     pub(crate) number: u64,
     pub(crate) position: Option<Position>,
+    pub(crate) initial: Option<u32>,
 }
 
 impl MessageHead {
-    pub(crate) const LEN: usize = 24;
+    pub(crate) const LEN: usize = 32;
 
     pub(crate) fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
@@ -80,9 +87,11 @@ impl MessageHead {
             .position
             .and_then(|p| p.update)
             .map_or(f64::NAN, |u| u as f64);
+        let initial = self.initial.map_or(f64::NAN, f64::from);
         out[..8].copy_from_slice(&(self.number as f64).to_le_bytes());
         out[8..16].copy_from_slice(&round.to_le_bytes());
-        out[16..].copy_from_slice(&update.to_le_bytes());
+        out[16..24].copy_from_slice(&update.to_le_bytes());
+        out[24..].copy_from_slice(&initial.to_le_bytes());
         out
     }
 
@@ -92,14 +101,44 @@ impl MessageHead {
             word.copy_from_slice(&bytes[i..i + 8]);
             f64::from_le_bytes(word)
         };
-        let exact =
-            |v: f64| (v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64);
+        let exact = |v: f64| {
+            (v.is_finite() && v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_991.0)
+                .then_some(v as i64)
+        };
         let number = exact(read(0)).and_then(|n| u64::try_from(n).ok())?;
         let position = exact(read(8)).map(|round| Position {
             round,
             update: exact(read(16)),
         });
-        Some(Self { number, position })
+        let initial = match read(24) {
+            v if v.is_nan() => None,
+            v => Some(exact(v).and_then(|n| u32::try_from(n).ok())?),
+        };
+        Some(Self {
+            number,
+            position,
+            initial,
+        })
+    }
+
+    /// The whole message: this head, the `initial` frame, the frames.
+    pub(crate) fn message(
+        number: u64,
+        position: Option<Position>,
+        initial: Option<&[u8]>,
+        frames: &[u8],
+    ) -> Vec<u8> {
+        let head = Self {
+            number,
+            position,
+            initial: initial.map(|i| i.len() as u32),
+        };
+        let initial = initial.unwrap_or_default();
+        let mut out = Vec::with_capacity(Self::LEN + initial.len() + frames.len());
+        out.extend_from_slice(&head.encode());
+        out.extend_from_slice(initial);
+        out.extend_from_slice(frames);
+        out
     }
 }
 
@@ -708,16 +747,24 @@ mod tests {
             Some(Position::round(-5)),
             Some(Position::round((1 << 53) - 1)),
         ] {
-            let head = MessageHead {
-                number: 41,
-                position,
-            };
-            assert_eq!(MessageHead::decode(&head.encode()), Some(head));
+            for initial in [None, Some(0), Some(77)] {
+                let head = MessageHead {
+                    number: 41,
+                    position,
+                    initial,
+                };
+                assert_eq!(MessageHead::decode(&head.encode()), Some(head));
+            }
         }
         let mut junk = [0xffu8; MessageHead::LEN];
         assert_eq!(MessageHead::decode(&junk), None, "NaN number");
         junk[..8].copy_from_slice(&(-1f64).to_le_bytes());
         assert_eq!(MessageHead::decode(&junk), None, "negative number");
+        junk[..8].copy_from_slice(&1f64.to_le_bytes());
+        junk[24..].copy_from_slice(&(-3f64).to_le_bytes());
+        assert_eq!(MessageHead::decode(&junk), None, "negative initial length");
+        let message = MessageHead::message(5, None, Some(b"ini"), b"frames");
+        assert_eq!(&message[MessageHead::LEN..], b"iniframes");
     }
 
     #[test]

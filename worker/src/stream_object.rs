@@ -267,6 +267,15 @@ impl StreamObject {
         }))
     }
 
+    /// The `initial` frame a new client gets: the latest round's; empty
+    /// while the stream has none.
+    fn initial_frame(&self) -> Result<Vec<u8>> {
+        match self.latest()? {
+            Some(latest) => frame(EVENT_INITIAL, &latest),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn latest(&self) -> Result<Option<StoredRound>> {
         Ok(self
             .sql_rows(
@@ -294,23 +303,12 @@ impl StreamObject {
         };
         let after = self.relays.counter(&self.state)?;
         let head = self.head()?;
+        let initial = self.initial_frame()?;
         if self.state.get_websockets_with_tag(SUBSCRIBER).len() < capacity {
             let pair = WebSocketPair::new()?;
             self.state
                 .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
-            let mut first = opening.numbered(after, head);
-            // Even with no frames, the first message tells the number.
-            if first.is_empty() {
-                first.push(
-                    MessageHead {
-                        number: after,
-                        position: head,
-                    }
-                    .encode()
-                    .to_vec(),
-                );
-            }
-            for message in &first {
+            for message in &opening.first_messages(after, head, &initial) {
                 pair.server.send_with_bytes(message)?;
             }
             return Response::from_websocket(pair.client);
@@ -319,14 +317,8 @@ impl StreamObject {
         // message whose frames the opening already holds.
         self.create_tables()?;
         let ticket = self.relays.place(&self.state, capacity, full).await?;
-        let mut first = MessageHead {
-            number: after,
-            position: head,
-        }
-        .encode()
-        .to_vec();
-        first.extend(opening.messages().flatten());
-        ticket.into_response(first)
+        let frames: Vec<u8> = opening.messages().flatten().copied().collect();
+        ticket.into_response(MessageHead::message(after, head, Some(&initial), &frames))
     }
 
     /// Every round and update stored, in the order sent: the first message
@@ -470,6 +462,7 @@ impl StreamObject {
         let sql = self.state.storage().sql();
         let watermark = self.watermark()?;
         let head = self.head()?;
+        let initial_before = self.initial_frame()?;
         let mut reply = IngestReply::default();
         let mut out = Outbox::default();
         for event in events {
@@ -536,10 +529,16 @@ impl StreamObject {
             }
         }
         self.trim(StreamConfig::from_env(&self.env).history_limit)?;
+        let initial = self.initial_frame()?;
+        if out.messages.is_empty() && initial != initial_before {
+            // A silent change (a backfill, a trimmed latest round): feeds
+            // learn the new `initial` in a message without frames.
+            out.messages.push((Vec::new(), None));
+        }
         let count = out.messages.len() as u64;
         let first = self.relays.number(&self.state, count)?;
         let messages: Vec<(u64, js_sys::ArrayBuffer)> = out
-            .numbered(first, head)
+            .numbered(first, head, &initial)
             .iter()
             .enumerate()
             .map(|(i, bytes)| {
@@ -675,22 +674,35 @@ impl Outbox {
     }
 
     /// The messages with their heads, numbered from `first` on; `base`:
-    /// the stream's position before them.
-    fn numbered(&self, first: u64, base: Option<Position>) -> Vec<Vec<u8>> {
+    /// the stream's position before them; `initial`: the `initial` frame
+    /// once they are all read, carried by the last one.
+    fn numbered(&self, first: u64, base: Option<Position>, initial: &[u8]) -> Vec<Vec<u8>> {
         let mut position = base;
+        let last = self.messages.len().saturating_sub(1);
         self.messages
             .iter()
             .enumerate()
             .map(|(i, (bytes, id))| {
                 position = id.or(position);
-                let head = MessageHead {
-                    number: first + i as u64,
-                    position,
-                };
-                let mut message = Vec::with_capacity(MessageHead::LEN + bytes.len());
-                message.extend_from_slice(&head.encode());
-                message.extend_from_slice(bytes);
-                message
+                let initial = (i == last).then_some(initial);
+                MessageHead::message(first + i as u64, position, initial, bytes)
+            })
+            .collect()
+    }
+
+    /// The first messages of a new socket: all numbered `after` (the last
+    /// message sent before it), with the stream's position `head`; at least
+    /// one, which tells the number even without frames.
+    fn first_messages(&self, after: u64, head: Option<Position>, initial: &[u8]) -> Vec<Vec<u8>> {
+        if self.messages.is_empty() {
+            return vec![MessageHead::message(after, head, Some(initial), &[])];
+        }
+        let last = self.messages.len() - 1;
+        self.messages
+            .iter()
+            .enumerate()
+            .map(|(i, (bytes, _))| {
+                MessageHead::message(after, head, (i == last).then_some(initial), bytes)
             })
             .collect()
     }
@@ -827,7 +839,7 @@ mod tests {
 
         // Numbered from 7 on, each message tells the position after it: the
         // id-less ones keep the one before.
-        let numbered = out.numbered(7, None);
+        let numbered = out.numbered(7, None, b"ini");
         let heads: Vec<MessageHead> = numbered
             .iter()
             .map(|m| {
@@ -850,5 +862,16 @@ mod tests {
             ]
         );
         assert_eq!(&numbered[2][MessageHead::LEN..], &big[..]);
+        let initials: Vec<Option<u32>> = heads.iter().map(|h| h.initial).collect();
+        assert_eq!(
+            initials,
+            [None, None, None, Some(3)],
+            "the last one carries it"
+        );
+        assert_eq!(&numbered[3][MessageHead::LEN..MessageHead::LEN + 3], b"ini");
+        let first = out.first_messages(4, None, b"");
+        assert_eq!(first.len(), 4);
+        let empty = Outbox::default().first_messages(4, Some(Position::round(9)), b"x");
+        assert_eq!(empty.len(), 1, "a first message even without frames");
     }
 }

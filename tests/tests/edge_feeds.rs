@@ -133,3 +133,54 @@ async fn a_client_joining_while_rounds_flow_misses_and_repeats_nothing() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_moves_to_another_member_as_its_owner_spends_cpu() {
+    // The owner's request pays for handing frames to every member; past
+    // FEED_ROTATE_AFTER frames the socket moves on. Here that is every
+    // round, while rounds are stored back to back and clients join.
+    let edge = Edge::start(&[("FEED_ROTATE_AFTER", "4")]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<Round> = (1..=25)
+        .map(|id| round(id, "crash", "multiplier"))
+        .collect();
+    edge.store(events(New, &rounds[..1])).await.unwrap();
+    let path = format!("/sse/crash?api_key={key}");
+    let mut early = Vec::new();
+    for _ in 0..5 {
+        let mut client = edge.sse(&path).await.unwrap();
+        client.read_frames(2, TIMEOUT).await.unwrap();
+        early.push(client);
+    }
+    let storing = async {
+        for r in &rounds[1..24] {
+            edge.store(events(New, std::slice::from_ref(r)))
+                .await
+                .unwrap();
+        }
+    };
+    let joining =
+        futures::future::join_all((0..5).map(|_| edge.sse_with(&path, &[("last-event-id", "1")])));
+    let ((), late) = tokio::join!(storing, joining);
+    edge.store(events(New, &rounds[24..25])).await.unwrap();
+    for mut client in early {
+        client.read_until("id: 25\n", TIMEOUT).await.unwrap();
+        assert_eq!(
+            client.frames().concat(),
+            format!(
+                "{RETRY}{}{}",
+                frame("initial", &rounds[0]),
+                messages(&rounds[1..25])
+            )
+        );
+    }
+    for client in late {
+        let mut client = client.unwrap();
+        client.read_until("id: 25\n", TIMEOUT).await.unwrap();
+        assert_eq!(
+            client.frames().concat(),
+            format!("{RETRY}{}", messages(&rounds[1..25]))
+        );
+    }
+    assert_eq!(sockets(&edge).await, Some(1), "old sockets are closed");
+}

@@ -47,6 +47,10 @@ const RING_MESSAGES: usize = 64;
 const RING_MS: f64 = 10_000.0;
 /// How often a join or a socket placement is tried before giving up.
 const ATTEMPTS: usize = 4;
+/// Frames a socket's owner hands to members before another member takes
+/// the socket over (`FEED_ROTATE_AFTER`): at the ~10 µs each measured
+/// locally, about 2 s of the owner request's CPU.
+const ROTATE_AFTER: u64 = 200_000;
 
 thread_local! {
     /// The isolate's feeds, by stream object name.
@@ -99,11 +103,23 @@ pub(crate) struct Feed {
     closed: Cell<bool>,
     /// Clients on their way to joining: they count against `FEED_GROUP`.
     joining: Cell<usize>,
+    /// Frames handed to members since the current socket opened: the work
+    /// runs in the owner's request and counts against its CPU limit (30 s
+    /// per request on Cloudflare), so past `rotate_after` another member
+    /// takes the socket over.
+    spent: Cell<u64>,
+    rotate_after: u64,
 }
 
 impl Feed {
     /// A feed of `stream` with room for one more client, made if needed.
     fn for_stream(env: &Env, stream: &StreamName, group: usize) -> Rc<Self> {
+        let rotate_after = env
+            .var("FEED_ROTATE_AFTER")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(ROTATE_AFTER);
         let key = crate::objects::stream_object(stream);
         FEEDS.with(|feeds| {
             let mut feeds = feeds.borrow_mut();
@@ -132,6 +148,8 @@ impl Feed {
                 heir: Cell::new(0),
                 closed: Cell::new(false),
                 joining: Cell::new(1),
+                spent: Cell::new(0),
+                rotate_after,
             });
             list.push(Rc::clone(&feed));
             feed
@@ -286,6 +304,7 @@ impl Feed {
         self.live.set(true);
         self.opening.set(false);
         self.heir.set(0);
+        self.spent.set(0);
         if frames.length() > 0 {
             let overlapping: Vec<Rc<Client>> = self
                 .sinks
@@ -314,9 +333,17 @@ impl Feed {
             .filter(|s| s.after < number)
             .map(|s| (s.client.clone(), s.index))
             .collect();
+        self.spent.set(self.spent.get() + targets.len() as u64);
         for (client, index) in targets {
             if let Some(client) = client.upgrade() {
                 client.on_message(index, frames);
+            }
+        }
+        if self.spent.get() >= self.rotate_after {
+            self.spent.set(0);
+            let owner = self.socket.borrow().as_ref().map(|s| s.owner);
+            if let Some(owner) = owner {
+                self.hand_over(owner);
             }
         }
     }
@@ -362,26 +389,44 @@ impl Feed {
         if !owned && !heir_left {
             return;
         }
-        if owned {
-            self.close_socket();
+        if self.sinks.borrow().is_empty() {
+            self.close();
+            return;
         }
+        self.hand_over(client_id);
+    }
+
+    /// Closes the socket and asks a member other than `not` to open the
+    /// next one; with no such member, the feed closes (every member then
+    /// resumes on its own).
+    fn hand_over(&self, not: u64) {
         let heir = self
             .sinks
             .borrow()
             .iter()
             .filter_map(|s| s.client.upgrade())
-            .find(|c| !c.has_ended());
-        match heir {
-            None => self.close(),
-            Some(heir) => {
-                // Joiners wait for the heir's socket rather than open one
-                // that would skip what the members have not seen yet.
-                self.live.set(false);
-                self.opening.set(true);
-                self.heir.set(heir.id());
-                heir.wake();
+            .find(|c| !c.has_ended() && c.id() != not);
+        let Some(heir) = heir else {
+            if self
+                .socket
+                .borrow()
+                .as_ref()
+                .is_some_and(|s| s.owner == not)
+            {
+                // The owner is the only member and stays: it keeps paying
+                // only for itself.
+                return;
             }
-        }
+            self.fail();
+            return;
+        };
+        self.close_socket();
+        // Joiners wait for the heir's socket rather than open one that
+        // would skip what the members have not seen yet.
+        self.live.set(false);
+        self.opening.set(true);
+        self.heir.set(heir.id());
+        heir.wake();
     }
 
     /// In the heir's request (its wake continuation): opens a new socket

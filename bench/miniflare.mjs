@@ -1,38 +1,106 @@
 // The built Worker under Miniflare with the Worker's own socket exposed, for
 // the benchmarks: wrangler dev's proxy would dominate their numbers.
 //
-// As a module: `startWorker(bindings)` → { mf, url }.
+// As a module: `startWorker(bindings, port, { inspect, onRestart })` → { mf, url }.
 // As a program (used by the end-to-end benchmark, bench-e2e):
 //   INGEST_SECRET=… ADMIN_TOKEN=… node bench/miniflare.mjs <port>
 // prints `ready <url>` and serves until SIGTERM/SIGINT. Port 0 (or none) is
 // a free port the runtime binds itself; `<url>` is the one it got.
-import { Miniflare } from "miniflare";
+//
+// BENCH_WORKER_DIR (default worker/build) is the build to run, so a snapshot
+// can be benchmarked while worker/src is mid-edit. BENCH_RELAY_CAPACITY (or
+// RELAY_CAPACITY) becomes the Worker's RELAY_CAPACITY var, BENCH_FEED_GROUP
+// (or FEED_GROUP) its FEED_GROUP.
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import fs from "node:fs";
+import path from "node:path";
 
-const root = new URL("..", import.meta.url).pathname;
+const root = fileURLToPath(new URL("..", import.meta.url));
 
-export async function startWorker(bindings, port = 0) {
-  const mf = new Miniflare({
+// The Miniflare (and so the workerd) that the project's wrangler brings, so
+// the benchmarks run the runtime `wrangler dev` and the tests run. Resolved
+// from wrangler's own location: npm nests it under wrangler today but would
+// hoist it if nothing else pinned another version.
+const fromWrangler = createRequire(createRequire(`${root}package.json`).resolve("wrangler/package.json"));
+const miniflarePath = fromWrangler.resolve("miniflare");
+const { Miniflare, convertV4MiniflareOptions } = fromWrangler(miniflarePath);
+// Miniflare 5 takes a new options shape; it converts the Miniflare 4 shape
+// used here (and Miniflare 4 takes it as it is).
+export const options = convertV4MiniflareOptions ?? ((v4) => v4);
+export { Miniflare };
+const fromMiniflare = createRequire(miniflarePath);
+
+function packageVersion(require, name) {
+  return JSON.parse(fs.readFileSync(require.resolve(`${name}/package.json`), "utf8")).version;
+}
+export const versions = {
+  miniflare: packageVersion(fromWrangler, "miniflare"),
+  workerd: packageVersion(fromMiniflare, "workerd"),
+};
+
+export const workerDir = path.resolve(process.env.BENCH_WORKER_DIR || `${root}worker/build`);
+
+// wrangler.toml's top-level compatibility date and flags (the lines before
+// the first [section]), so the benchmark runs what `wrangler dev` runs. A
+// workerd refuses dates after its own release: then its release date.
+function compatibility() {
+  const toml = fs.readFileSync(`${root}wrangler.toml`, "utf8").split(/^\[/m)[0];
+  const wanted = toml.match(/^compatibility_date\s*=\s*"([\d-]+)"/m)?.[1];
+  const flags = toml.match(/^compatibility_flags\s*=\s*\[([^\]]*)\]/m)?.[1];
+  const released = versions.workerd.split(".")[1].replace(/(\d{4})(\d{2})(\d{2})/, "$1-$2-$3");
+  return {
+    date: wanted && wanted <= released ? wanted : released,
+    flags: flags ? [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]) : [],
+  };
+}
+
+// `onRestart`: called when the runtime crashed and Miniflare restarted it
+// (every client was dropped): a benchmark must not carry on as if nothing
+// happened.
+export async function startWorker(bindings, port = 0, { inspect = false, onRestart } = {}) {
+  const script = `${workerDir}/index.js`;
+  const compat = compatibility();
+  const durableObjects = {
+    STREAMS: { className: "StreamObject", useSQLite: true },
+    DIRECTORY: { className: "Directory", useSQLite: true },
+  };
+  // Builds from before the relay tier have no RelayObject class to bind.
+  if (fs.readFileSync(script, "utf8").includes("RelayObject")) {
+    durableObjects.RELAYS = { className: "RelayObject", useSQLite: true };
+  }
+  const relayCapacity = process.env.BENCH_RELAY_CAPACITY || process.env.RELAY_CAPACITY;
+  if (relayCapacity && bindings.RELAY_CAPACITY === undefined) {
+    bindings = { ...bindings, RELAY_CAPACITY: relayCapacity };
+  }
+  // BENCH_FEED_GROUP=1: a socket per client to the objects (as many isolates
+  // give on Cloudflare), instead of one feed socket for the isolate.
+  const feedGroup = process.env.BENCH_FEED_GROUP || process.env.FEED_GROUP;
+  if (feedGroup && bindings.FEED_GROUP === undefined) {
+    bindings = { ...bindings, FEED_GROUP: feedGroup };
+  }
+  const mf = new Miniflare(options({
     host: "127.0.0.1",
     port: 0,
     cf: false,
+    // Only the entry worker logs, and nothing here goes through it.
+    logRequests: false,
+    // Port 0: the runtime's inspector on a port it picks; getInspectorURL()
+    // reads it back. Only when asked: the benchmark reads heap usage there.
+    ...(inspect ? { inspectorPort: 0 } : {}),
+    ...(onRestart ? { unsafeHandleRuntimeRestart: onRestart } : {}),
     workers: [
       {
         name: "gamefeed",
-        modulesRoot: `${root}worker/build`,
+        modulesRoot: workerDir,
         modules: [
-          { type: "ESModule", path: `${root}worker/build/index.js` },
-          { type: "CompiledWasm", path: `${root}worker/build/index_bg.wasm` },
+          { type: "ESModule", path: script },
+          { type: "CompiledWasm", path: `${workerDir}/index_bg.wasm` },
         ],
-        // Miniflare 4 ships workerd 2026-07-30; wrangler.toml asks for a
-        // newer date that this binary does not know. Nothing we use changed.
-        compatibilityDate: "2026-08-01",
-        compatibilityFlags: ["enable_request_signal"],
+        compatibilityDate: compat.date,
+        compatibilityFlags: compat.flags,
         kvNamespaces: ["KEYS"],
-        durableObjects: {
-          STREAMS: { className: "StreamObject", useSQLite: true },
-          DIRECTORY: { className: "Directory", useSQLite: true },
-        },
+        durableObjects,
         bindings,
         // Clients talk to the Worker's own socket, not through Miniflare's
         // entry worker, which would add a proxy hop (and its memory) per
@@ -40,12 +108,12 @@ export async function startWorker(bindings, port = 0) {
         unsafeDirectSockets: [{ host: "127.0.0.1", port }],
       },
     ],
-  });
+  }));
   const entry = await mf.ready;
   const url = process.env.BENCH_VIA_ENTRY
     ? entry.toString().replace(/\/$/, "")
     : (await mf.unsafeGetDirectURL("gamefeed")).toString().replace(/\/$/, "");
-  return { mf, url };
+  return { mf, url, compatibilityDate: compat.date };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -53,6 +121,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const name of [
     "INGEST_SECRET", "ADMIN_TOKEN", "TOKEN_SECRET", "HEARTBEAT_SECS",
     "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "LIMITS_TIMEOUT_MS", "LIMITS_FAIL",
+    "RELAY_CAPACITY", "FEED_GROUP",
   ]) {
     if (process.env[name]) bindings[name] = process.env[name];
   }

@@ -184,3 +184,67 @@ async fn the_socket_moves_to_another_member_as_its_owner_spends_cpu() {
     }
     assert_eq!(sockets(&edge).await, Some(1), "old sockets are closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_the_feed_can_serve_join_without_asking_the_object() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<Round> = (1..=4).map(|id| round(id, "crash", "multiplier")).collect();
+    edge.store(events(New, &rounds[..2])).await.unwrap();
+    let openings = || async {
+        edge.stats("game", "crash").await.unwrap()["openings"]
+            .as_u64()
+            .unwrap()
+    };
+    let path = format!("/sse/crash?api_key={key}");
+    // The first client opens the feed: its first message carries the
+    // `initial` frame, so nobody asks the object for an opening.
+    let mut fresh = Vec::new();
+    for _ in 0..5 {
+        let mut client = edge.sse(&path).await.unwrap();
+        client.read_frames(2, TIMEOUT).await.unwrap();
+        fresh.push(client);
+    }
+    edge.store(events(New, &rounds[2..3])).await.unwrap();
+    for client in &mut fresh {
+        client.read_until("id: 3\n", TIMEOUT).await.unwrap();
+    }
+    // Resuming from the feed's position, or from one its ring holds: the
+    // feed serves it too.
+    let mut current = edge
+        .sse_with(&path, &[("last-event-id", "3")])
+        .await
+        .unwrap();
+    current.read_frames(1, TIMEOUT).await.unwrap();
+    assert_eq!(openings().await, 0, "fresh and current clients");
+    // From before the feed's first message: the object plans it.
+    let mut behind = edge
+        .sse_with(&path, &[("last-event-id", "1")])
+        .await
+        .unwrap();
+    behind.read_frames(3, TIMEOUT).await.unwrap();
+    assert_eq!(openings().await, 1);
+
+    edge.store(events(New, &rounds[3..4])).await.unwrap();
+    for mut client in fresh {
+        client.read_until("id: 4\n", TIMEOUT).await.unwrap();
+        assert_eq!(
+            client.frames().concat(),
+            format!(
+                "{RETRY}{}{}",
+                frame("initial", &rounds[1]),
+                messages(&rounds[2..4])
+            )
+        );
+    }
+    current.read_until("id: 4\n", TIMEOUT).await.unwrap();
+    assert_eq!(
+        current.frames().concat(),
+        format!("{RETRY}{}", frame("message", &rounds[3]))
+    );
+    behind.read_until("id: 4\n", TIMEOUT).await.unwrap();
+    assert_eq!(
+        behind.frames().concat(),
+        format!("{RETRY}{}", messages(&rounds[1..4]))
+    );
+}

@@ -164,7 +164,7 @@ async fn open(
     .await;
     for result in joined {
         match result {
-            Ok(feed) => client.feeds.borrow_mut().push(feed),
+            Ok(_) => {}
             Err(err) => {
                 client.end(End::ClientGone);
                 return Err(err.into());
@@ -442,6 +442,11 @@ impl Client {
                 }
             });
         }
+    }
+
+    /// Records a feed joined (see `feed::join`).
+    pub(crate) fn add_feed(&self, feed: Rc<Feed>) {
+        self.feeds.borrow_mut().push(feed);
     }
 
     /// Leaves every feed joined (handing over their sockets if held).

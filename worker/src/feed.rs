@@ -57,6 +57,15 @@ thread_local! {
     static FEEDS: RefCell<HashMap<String, Vec<Rc<Feed>>>> = RefCell::default();
 }
 
+/// A message kept in the ring: its number, arrival (ms), the stream's
+/// position after it, and its frames.
+struct Kept {
+    number: u64,
+    at: f64,
+    position: Option<Position>,
+    frames: Uint8Array,
+}
+
 /// One client's membership: which of its member streams, and the last
 /// message number its opening (or the feed) already gave it.
 struct Sink {
@@ -94,7 +103,9 @@ pub(crate) struct Feed {
     initial: RefCell<Option<Uint8Array>>,
     /// Recent messages (number, arrival, frames); joiners whose opening is
     /// at least `covered_from` get the ones after their opening from here.
-    ring: RefCell<VecDeque<(u64, f64, Uint8Array)>>,
+    ring: RefCell<VecDeque<Kept>>,
+    /// Messages before this one cannot anchor a resume (see [`Feed::anchor`]).
+    anchors_from: Cell<u64>,
     covered_from: Cell<u64>,
     sinks: RefCell<Vec<Sink>>,
     /// The member asked to take over the socket, while one is.
@@ -143,6 +154,7 @@ impl Feed {
                 position: Cell::new(None),
                 initial: RefCell::new(None),
                 ring: RefCell::default(),
+                anchors_from: Cell::new(0),
                 covered_from: Cell::new(u64::MAX),
                 sinks: RefCell::default(),
                 heir: Cell::new(0),
@@ -279,14 +291,24 @@ impl Feed {
         let now = Date::now().as_millis() as f64;
         {
             let mut ring = self.ring.borrow_mut();
-            ring.push_back((head.number, now, frames.clone()));
+            ring.push_back(Kept {
+                number: head.number,
+                at: now,
+                position: head.position,
+                frames: frames.clone(),
+            });
             while ring
                 .front()
-                .is_some_and(|(_, at, _)| ring.len() > RING_MESSAGES || now - at > RING_MS)
+                .is_some_and(|kept| ring.len() > RING_MESSAGES || now - kept.at > RING_MS)
             {
-                if let Some((number, _, _)) = ring.pop_front() {
-                    self.covered_from.set(number);
+                if let Some(kept) = ring.pop_front() {
+                    self.covered_from.set(kept.number);
                 }
+            }
+            if frames.length() == 0 {
+                // A silent change (a backfill) moved the position without
+                // frames; a resume from before it is the object's to plan.
+                self.anchors_from.set(head.number);
             }
         }
         if frames.length() > 0 {
@@ -301,6 +323,7 @@ impl Feed {
     fn first_message(&self, number: u64, previous: u64, frames: &Uint8Array) {
         self.ring.borrow_mut().clear();
         self.covered_from.set(number);
+        self.anchors_from.set(number);
         self.live.set(true);
         self.opening.set(false);
         self.heir.set(0);
@@ -360,8 +383,8 @@ impl Feed {
                 .ring
                 .borrow()
                 .iter()
-                .filter(|(number, _, _)| *number > opening.after)
-                .map(|(_, _, frames)| frames.clone())
+                .filter(|kept| kept.number > opening.after)
+                .map(|kept| kept.frames.clone())
                 .collect();
             for frames in &missed {
                 client.on_message(index, frames);
@@ -374,6 +397,25 @@ impl Feed {
             after: opening.after.max(self.number.get()),
         });
         true
+    }
+
+    /// The number of the message after which a client that last saw
+    /// `position` resumes, when the feed can serve it: the current position,
+    /// or the position after a message still in the ring (and after the last
+    /// silent change). Else the object plans the resume.
+    fn anchor(&self, position: Position) -> Option<u64> {
+        if self.position.get() == Some(position) {
+            return Some(self.number.get());
+        }
+        self.ring
+            .borrow()
+            .iter()
+            .rev()
+            .find(|kept| kept.position == Some(position))
+            .map(|kept| kept.number)
+            .filter(|number| {
+                *number >= self.anchors_from.get() && *number >= self.covered_from.get()
+            })
     }
 
     /// A member left. If it held the socket, another member takes over; a
@@ -496,6 +538,24 @@ async fn try_join(
     if !feed.ensure_live(client).await {
         return Ok(false);
     }
+    // A client without Last-Event-ID joins with the `initial` frame the
+    // feed's last message carried, and one resuming from a position the
+    // feed still holds with the messages after it: no request to the
+    // object, so a crowd (re)connecting costs it nothing. Checked and
+    // attached in one synchronous step.
+    let from_feed = match resume {
+        None => feed.initial.borrow().clone().map(|frames| Opening {
+            after: feed.number.get(),
+            frames,
+        }),
+        Some(position) => feed.anchor(position).map(|after| Opening {
+            after,
+            frames: Uint8Array::new_with_length(0),
+        }),
+    };
+    if let Some(opening) = from_feed {
+        return Ok(feed.attach(client, index, &opening));
+    }
     let opening = StreamStub::of(client.env(), stream)?
         .opening(resume)
         .await?;
@@ -518,7 +578,12 @@ pub(crate) async fn join(
         let joined = try_join(&feed, client, index, stream, resume).await;
         feed.joining.set(feed.joining.get().saturating_sub(1));
         match joined {
-            Ok(true) => return Ok(feed),
+            Ok(true) => {
+                // In the same step as the attach: from now on this client
+                // may be asked to take the feed's socket over.
+                client.add_feed(Rc::clone(&feed));
+                return Ok(feed);
+            }
             // A socket this request opened must not stay behind unowned.
             Ok(false) => feed.detach(client.id()),
             Err(err) => {

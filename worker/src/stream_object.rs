@@ -41,6 +41,9 @@ pub struct StreamObject {
     tables: Cell<bool>,
     /// Where subscribers past `RELAY_CAPACITY` go, and the pushes to them.
     relays: Relays,
+    /// Openings served by this instance (most joins are served by the
+    /// isolates' feeds instead; stats show how many were not).
+    openings: Cell<u64>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +73,7 @@ impl DurableObject for StreamObject {
             instance,
             tables: Cell::new(false),
             relays: Relays::default(),
+            openings: Cell::new(0),
         }
     }
 
@@ -81,6 +85,7 @@ impl DurableObject for StreamObject {
         match call {
             StreamCall::Subscribe { resume, full } => self.subscribe(&name, resume, full).await,
             StreamCall::Opening { resume } => {
+                self.openings.set(self.openings.get() + 1);
                 let opening = self.opening(&name, resume)?;
                 let after = self.relays.counter(&self.state)?;
                 objects::opening_response(after, opening.messages().flatten().copied().collect())
@@ -111,6 +116,7 @@ impl DurableObject for StreamObject {
                     "local_sockets": local,
                     "relays": relays,
                     "instance": self.instance,
+                    "openings": self.openings.get(),
                     "rounds": self.count()?,
                 }))
             }

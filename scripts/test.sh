@@ -20,6 +20,9 @@ step "unit tests, and ingest against a real nats-server and a stand-in edge"
 cargo test --workspace --exclude devstack --locked
 cargo test -p devstack --lib --locked
 
+step "capacity and cost model (its formulas against hand-computed cases)"
+python3 scripts/capacity-model.py --self-test
+
 step "shared builds for wasm32"
 cargo check -p shared --target wasm32-unknown-unknown --locked
 

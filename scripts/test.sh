@@ -7,6 +7,12 @@ cd "$GAMEFEED_ROOT"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A fresh clone builds everything once: incremental caches only cost disk here.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Disk is what a CI machine runs out of first; show it at both ends.
+df -h "$GAMEFEED_ROOT" | tail -n 1
+trap 'echo "disk at exit: $(df -h "$GAMEFEED_ROOT" | tail -n 1)"; du -sh "$GAMEFEED_ROOT/target" 2>/dev/null || true' EXIT
+
 step "rustfmt"
 cargo fmt --all -- --check
 

@@ -87,6 +87,70 @@ async fn clients_share_one_socket_and_keep_every_frame_when_its_holders_leave() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_take_the_socket_over_when_its_owner_goes_silent() {
+    // A request the runtime kills (past its CPU limit, say) runs no abort
+    // handler: its socket's messages and its timer just stop. The fault
+    // makes the feed's owner behave so. The other members' watchdog notices
+    // after three of their ticks (1 s each here), one of them takes the
+    // socket over and resumes after the last frame the feed delivered, and
+    // the silent owner's stream is ended so that its browser reconnects.
+    let edge = Edge::start(&[("HEARTBEAT_SECS", "1"), ("ALLOW_FAULTS", "1")])
+        .await
+        .unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<Round> = (1..=12)
+        .map(|id| round(id, "crash", "multiplier"))
+        .collect();
+    edge.store(events(New, &rounds[..1])).await.unwrap();
+    let path = format!("/sse/crash?api_key={key}");
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let mut client = edge.sse(&path).await.unwrap();
+        client.read_until("event: initial", TIMEOUT).await.unwrap();
+        clients.push(client);
+    }
+    assert_eq!(sockets(&edge).await, Some(1), "six clients, one socket");
+
+    let (status, body) = edge
+        .admin(reqwest::Method::PUT, "/admin/faults/feed-owners", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["silenced"].as_u64()),
+        (200, Some(1)),
+        "the feed's owner went silent: {body}"
+    );
+    // Stored while the feed hears nothing: only a take-over brings them.
+    for r in &rounds[1..6] {
+        edge.store(events(New, std::slice::from_ref(r)))
+            .await
+            .unwrap();
+    }
+    let mut owner = clients.remove(0);
+    owner.read_to_end(TIMEOUT).await.unwrap();
+    assert_eq!(
+        owner.frames().concat(),
+        format!("{RETRY}{}", frame("initial", &rounds[0])),
+        "the silent owner got nothing after it went silent, then its stream ended"
+    );
+    edge.store(events(New, &rounds[6..])).await.unwrap();
+    let want = format!(
+        "{RETRY}{}{}",
+        frame("initial", &rounds[0]),
+        messages(&rounds[1..])
+    );
+    for mut client in clients {
+        client.read_until("id: 12\n", TIMEOUT).await.unwrap();
+        assert_eq!(client.frames().concat(), want);
+    }
+    wait_for("the silent owner's socket to go", TIMEOUT, || async {
+        (sockets(&edge).await == Some(1)).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_joining_while_rounds_flow_misses_and_repeats_nothing() {
     let edge = Edge::start(&[]).await.unwrap();
     let key = edge.open_key().await.unwrap();

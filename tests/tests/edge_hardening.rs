@@ -111,11 +111,17 @@ async fn a_batch_is_refused_before_its_body_is_read_whole() {
     }
 
     // Fault injection exists only where ALLOW_FAULTS says so.
-    let (status, body) = edge
-        .admin(reqwest::Method::PUT, "/admin/faults/directory", None)
-        .await
-        .unwrap();
-    assert_eq!(status, 404, "{body}");
+    for fault in ["directory", "feed-owners"] {
+        let (status, body) = edge
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/admin/faults/{fault}"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{fault}: {body}");
+    }
 }
 
 /// The stream objects that have storage of their own on disk.

@@ -288,27 +288,41 @@ pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Respon
     json_response(200, to_json(&body)?)
 }
 
-/// `GET /admin/streams/:kind/:name`: a stream object's socket count, stored
-/// rounds and instance id (which changes when the object was evicted and
-/// rebuilt). `POST …/disconnect` ends every client's stream (they reconnect
-/// and resume).
 /// `PUT`/`DELETE /admin/faults/directory`: makes the games directory fail
 /// (or heal), for tests of what keeps working without it. Only where the
 /// `ALLOW_FAULTS` variable is `1` (never in the deployed environments);
 /// elsewhere the route does not exist.
 pub(crate) async fn directory_fault(env: Env, fail: bool) -> ApiResult<Response> {
-    let allowed = env
-        .var("ALLOW_FAULTS")
-        .is_ok_and(|v| v.to_string().trim() == "1");
-    if !allowed {
-        return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
-    }
+    faults_allowed(&env)?;
     crate::directory::set_failing(&env, fail).await?;
     Ok(Response::from_json(
         &serde_json::json!({ "failing": fail }),
     )?)
 }
 
+/// `PUT /admin/faults/feed-owners`: the isolate's feed owners go silent as
+/// if the runtime had killed their requests, for tests of the feeds'
+/// watchdog. `ALLOW_FAULTS` only, as above.
+pub(crate) fn feed_owners_fault(env: &Env) -> ApiResult<Response> {
+    faults_allowed(env)?;
+    let silenced = crate::feed::silence_owners();
+    Ok(Response::from_json(
+        &serde_json::json!({ "silenced": silenced }),
+    )?)
+}
+
+fn faults_allowed(env: &Env) -> ApiResult<()> {
+    if crate::config::faults_allowed(env) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound, "no such route"))
+    }
+}
+
+/// `GET /admin/streams/:kind/:name`: a stream object's socket count, stored
+/// rounds and instance id (which changes when the object was evicted and
+/// rebuilt). `POST …/disconnect` ends every client's stream (they reconnect
+/// and resume).
 pub(crate) async fn stream_admin(
     env: Env,
     kind: &str,

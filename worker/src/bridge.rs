@@ -143,6 +143,7 @@ async fn open(
         last_heartbeat: Cell::new(0.0),
         last_recheck: Cell::new(0.0),
         rechecking: Cell::new(false),
+        silenced: Cell::new(false),
         wake: RefCell::new(None),
         handlers: RefCell::new(stream_handlers),
     });
@@ -299,6 +300,9 @@ pub(crate) struct Client {
     last_heartbeat: Cell<f64>,
     last_recheck: Cell<f64>,
     rechecking: Cell<bool>,
+    /// Fault injection: behaves as if the runtime killed its request (its
+    /// timer no longer does anything; see `feed::silence_owners`).
+    silenced: Cell<bool>,
     /// Resolves this client's wake promise: another request asks it to take
     /// over a feed's socket (see `feed`).
     wake: RefCell<Option<js_sys::Function>>,
@@ -332,7 +336,7 @@ impl Client {
         // frames reach its body from another request's socket.
         let client = Rc::clone(self);
         let on_tick = Handler::new(move |_| client.tick());
-        let period = self.config.heartbeat.min(self.config.key_recheck);
+        let period = self.tick_period();
         *self.interval.borrow_mut() = timers::set_interval(&on_tick, period).ok();
         handlers.push(on_tick);
         let now = Date::now().as_millis() as f64;
@@ -415,11 +419,17 @@ impl Client {
 
     /// Heartbeats, and the periodic re-read of the API key.
     fn tick(self: &Rc<Self>) {
-        if self.ended.get() {
+        if self.ended.get() || self.silenced.get() {
             return;
         }
         crate::limits::tick(&self.env, &self.ctx);
         let now = Date::now().as_millis() as f64;
+        // Three ticks without one from a feed's keeper: it is gone.
+        let stale_after = 3.0 * self.tick_period().as_millis() as f64;
+        let feeds = self.feeds.borrow().clone();
+        for feed in feeds {
+            feed.watch(self, now, stale_after);
+        }
         // A little slack so a timer firing early still counts.
         let due = |last: f64, every: Duration| now - last >= every.as_millis() as f64 - 50.0;
         if due(self.last_heartbeat.get(), self.config.heartbeat) {
@@ -442,6 +452,15 @@ impl Client {
                 }
             });
         }
+    }
+
+    fn tick_period(&self) -> Duration {
+        self.config.heartbeat.min(self.config.key_recheck)
+    }
+
+    /// See `silenced`.
+    pub(crate) fn silence(&self) {
+        self.silenced.set(true);
     }
 
     /// Records a feed joined (see `feed::join`).

@@ -34,6 +34,13 @@ pub(crate) fn relay_capacity(env: &Env) -> usize {
         .min(32_000)
 }
 
+/// Whether fault injection for tests is on: the `ALLOW_FAULTS` variable is
+/// `1`, which the deployed environments never set (a test checks).
+pub(crate) fn faults_allowed(env: &Env) -> bool {
+    env.var("ALLOW_FAULTS")
+        .is_ok_and(|v| v.to_string().trim() == "1")
+}
+
 /// Tunables of a stream, with the defaults of DESIGN §3.2 and §3.7.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamConfig {

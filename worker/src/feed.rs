@@ -120,6 +120,10 @@ pub(crate) struct Feed {
     /// takes the socket over.
     spent: Cell<u64>,
     rotate_after: u64,
+    /// When the keeper (the socket's owner, or the heir asked to open the
+    /// next socket) last showed life: its own timer ticks set it (see
+    /// [`Feed::watch`]).
+    keeper_beat: Cell<f64>,
 }
 
 impl Feed {
@@ -162,6 +166,7 @@ impl Feed {
                 joining: Cell::new(1),
                 spent: Cell::new(0),
                 rotate_after,
+                keeper_beat: Cell::new(0.0),
             });
             list.push(Rc::clone(&feed));
             feed
@@ -256,6 +261,7 @@ impl Feed {
             owner: client.id(),
             _handlers: vec![on_message, on_close],
         });
+        self.keeper_beat.set(now_ms());
     }
 
     /// One message from the socket: its head, then frames for every member
@@ -288,7 +294,7 @@ impl Feed {
             self.first_message(head.number, previous, &frames);
             return;
         }
-        let now = Date::now().as_millis() as f64;
+        let now = now_ms();
         {
             let mut ring = self.ring.borrow_mut();
             ring.push_back(Kept {
@@ -468,7 +474,81 @@ impl Feed {
         self.live.set(false);
         self.opening.set(true);
         self.heir.set(heir.id());
+        self.keeper_beat.set(now_ms());
         heir.wake();
+    }
+
+    /// The member whose request keeps the feed going: the heir asked to
+    /// open the next socket, else the socket's owner.
+    fn keeper(&self) -> Option<u64> {
+        match self.heir.get() {
+            0 => self.socket.borrow().as_ref().map(|s| s.owner),
+            heir => Some(heir),
+        }
+    }
+
+    /// The watchdog, run on every member's timer tick (in its request).
+    ///
+    /// A keeper's request can end without its abort handler running (the
+    /// runtime kills a request past its CPU limit, say): its socket's
+    /// messages and its timer stop, and the members would wait on a
+    /// silent feed while their own heartbeats keep their browsers from
+    /// reconnecting. So the keeper's ticks mark it alive, and a member that
+    /// sees no such mark for `stale_after` ms takes the socket over itself,
+    /// resuming after the last message delivered, and ends the silent
+    /// keeper's stream (a keeper that was only slow reconnects and resumes).
+    pub(crate) fn watch(self: &Rc<Self>, member: &Rc<Client>, now: f64, stale_after: f64) {
+        if self.closed.get() {
+            return;
+        }
+        let Some(keeper) = self.keeper() else {
+            return;
+        };
+        if keeper == member.id() {
+            self.keeper_beat.set(now);
+            return;
+        }
+        let silent = now - self.keeper_beat.get();
+        if silent <= stale_after {
+            return;
+        }
+        worker::console_error!(
+            "feed of {}: its keeper was silent for {silent} ms; another member takes the socket over",
+            self.stream
+        );
+        let silent_keeper = self
+            .sinks
+            .borrow()
+            .iter()
+            .find(|s| s.client_id == keeper)
+            .and_then(|s| s.client.upgrade());
+        self.close_socket();
+        self.live.set(false);
+        self.opening.set(true);
+        self.heir.set(member.id());
+        self.keeper_beat.set(now);
+        wasm_bindgen_futures::spawn_local(Rc::clone(self).take_over(Rc::clone(member)));
+        if let Some(keeper) = silent_keeper {
+            keeper.end(End::ObjectClosed);
+        }
+    }
+
+    /// Fault injection (`PUT /admin/faults/feed-owners`): the socket's
+    /// owner behaves as if the runtime had killed its request: the socket's
+    /// messages no longer reach the feed, and the owner's timer stops.
+    /// Returns the owner, for the caller to stop its timer.
+    fn silence_owner(&self) -> Option<Rc<Client>> {
+        let socket = self.socket.borrow();
+        let socket = socket.as_ref()?;
+        let raw: &web_sys::WebSocket = socket.socket.as_ref();
+        raw.set_onmessage(None);
+        raw.set_onclose(None);
+        raw.set_onerror(None);
+        self.sinks
+            .borrow()
+            .iter()
+            .find(|s| s.client_id == socket.owner)
+            .and_then(|s| s.client.upgrade())
     }
 
     /// In the heir's request (its wake continuation): opens a new socket
@@ -525,6 +605,22 @@ impl Feed {
             client.end(End::ObjectClosed);
         }
     }
+}
+
+fn now_ms() -> f64 {
+    Date::now().as_millis() as f64
+}
+
+/// Fault injection for tests: every feed owner of this isolate goes silent
+/// as a killed request would (see [`Feed::silence_owner`]). Returns how many.
+pub(crate) fn silence_owners() -> usize {
+    let feeds: Vec<Rc<Feed>> =
+        FEEDS.with(|feeds| feeds.borrow().values().flatten().cloned().collect());
+    let owners: Vec<Rc<Client>> = feeds.iter().filter_map(|f| f.silence_owner()).collect();
+    for owner in &owners {
+        owner.silence();
+    }
+    owners.len()
 }
 
 /// One attempt of [`join`]: `false` when the feed could not take the client.

@@ -117,6 +117,11 @@ async fn route(
             admin::authorize(&req, &env)?;
             admin::directory_fault(env, *method == Put).await
         }
+        ["admin", "faults", "feed-owners"] => {
+            allow(method, &[Put])?;
+            admin::authorize(&req, &env)?;
+            admin::feed_owners_fault(&env)
+        }
         ["admin", "streams", kind, name] => {
             allow(method, &[Get])?;
             admin::authorize(&req, &env)?;

@@ -338,3 +338,62 @@ async fn a_hibernated_relay_is_rebuilt_and_its_clients_keep_receiving() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_answering_holds_up_neither_batches_nor_other_clients() {
+    // The stream object answers a batch only after its pushes reached every
+    // relay. With `FAULT_RELAY_PUSH=hang` relays never answer a push: the
+    // object gives up on the relay (each try times out after 5 s), ends its
+    // clients' streams so they resume from the object, forgets it, and
+    // answers the batch; its own clients get the round.
+    let edge = Edge::start(&[
+        ("RELAY_CAPACITY", "1"),
+        ONE_SOCKET_EACH,
+        ("ALLOW_FAULTS", "1"),
+        ("FAULT_RELAY_PUSH", "hang"),
+    ])
+    .await
+    .unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<Round> = (1..=3).map(|id| round(id, "crash", "multiplier")).collect();
+    edge.store(events(New, &rounds[..1])).await.unwrap();
+    let path = format!("/sse/crash?api_key={key}");
+    let mut clients = open(&edge, &path, None, 2, 2).await;
+    let before = spread(&edge, "game", "crash").await;
+    assert_eq!(
+        (before.local, before.relays.len()),
+        (1, 1),
+        "one client on the object, one on a relay"
+    );
+
+    let reply = tokio::time::timeout(TIMEOUT, edge.store(events(New, &rounds[1..2])))
+        .await
+        .expect("the batch is answered although its relay hangs")
+        .unwrap();
+    assert_eq!(reply["stored"], 1, "{reply}");
+    let mut relayed = clients.pop().unwrap();
+    relayed.read_to_end(TIMEOUT).await.unwrap();
+    assert_eq!(
+        relayed.frames().concat(),
+        format!("{RETRY}{}", frame("initial", &rounds[0])),
+        "the relay's client got nothing more, and its stream ended"
+    );
+    let after = spread(&edge, "game", "crash").await;
+    assert_eq!(
+        (after.total, after.relays.len()),
+        (1, 0),
+        "the relay is forgotten"
+    );
+    // Nothing waits on it any more.
+    edge.store(events(New, &rounds[2..])).await.unwrap();
+    let mut direct = clients.pop().unwrap();
+    direct.read_until("id: 3\n", TIMEOUT).await.unwrap();
+    assert_eq!(
+        direct.frames().concat(),
+        format!(
+            "{RETRY}{}{}",
+            frame("initial", &rounds[0]),
+            messages(&rounds[1..])
+        )
+    );
+}

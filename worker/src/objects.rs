@@ -639,6 +639,10 @@ pub(crate) struct RelayCount {
     pub(crate) instance: String,
 }
 
+/// How long a call to a relay may take (see [`RelayStub::call`]). A push is
+/// one small request between objects: milliseconds when all is well.
+const RELAY_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A relay, addressed by its stream's name and its index.
 pub(crate) struct RelayStub {
     name: String,
@@ -659,14 +663,28 @@ impl RelayStub {
         &self.name
     }
 
+    /// One call, given up after [`RELAY_CALL_TIMEOUT`]: the stream object
+    /// answers a batch only after its pushes reached every relay, so a relay
+    /// that stopped answering would otherwise hold up the stream's batches
+    /// (and ingest behind them) for good.
     async fn call(
         &self,
         call: &RelayCall,
         body: Option<wasm_bindgen::JsValue>,
     ) -> worker::Result<Response> {
-        self.stub
-            .fetch_with_request(call.to_request(&self.name, body)?)
-            .await
+        let fetch = self
+            .stub
+            .fetch_with_request(call.to_request(&self.name, body)?);
+        let timeout = worker::Delay::from(RELAY_CALL_TIMEOUT);
+        futures_util::pin_mut!(fetch);
+        match futures_util::future::select(fetch, timeout).await {
+            futures_util::future::Either::Left((response, _)) => response,
+            futures_util::future::Either::Right(_) => Err(worker::Error::RustError(format!(
+                "{}: no answer within {} s",
+                self.name,
+                RELAY_CALL_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     async fn count(

@@ -36,6 +36,15 @@ const RING_PUSHES: usize = 256;
 /// …and none older than this.
 const RING_MS: f64 = 10_000.0;
 
+/// Fault injection for tests (`ALLOW_FAULTS`, and `FAULT_RELAY_PUSH=hang`):
+/// pushes are never answered.
+fn hangs(env: &Env) -> bool {
+    crate::config::faults_allowed(env)
+        && env
+            .var("FAULT_RELAY_PUSH")
+            .is_ok_and(|v| v.to_string().trim() == "hang")
+}
+
 #[durable_object]
 pub struct RelayObject {
     state: State,
@@ -70,6 +79,10 @@ impl DurableObject for RelayObject {
         match call {
             RelayCall::Join(ticket) => self.join(&name, &ticket),
             RelayCall::Push { number, prev } => {
+                if hangs(&self.env) {
+                    // Fault injection: a relay that stops answering.
+                    futures_util::future::pending::<()>().await;
+                }
                 let message = objects::body_buffer(&req).await?;
                 self.push(number, prev, &message);
                 self.count()

@@ -233,12 +233,20 @@ impl Relays {
                     let Some(relay) = rows.iter_mut().find(|r| r.idx == idx) else {
                         continue;
                     };
-                    if let Ok(sockets) = result {
-                        relay.last_ok = Some(number);
-                        relay.sockets = sockets;
-                        if sockets == 0 && placements_expired(relay, at) {
-                            idle.push(idx);
+                    match result {
+                        Ok(sockets) => {
+                            relay.last_ok = Some(number);
+                            relay.sockets = sockets;
+                            if sockets == 0 && placements_expired(relay, at) {
+                                idle.push(idx);
+                            }
                         }
+                        // Its streams were asked to end (they resume from
+                        // the stream object), so nobody is left to push to;
+                        // were it kept, every batch would wait on it again.
+                        // A joiner still holding a ticket to it is refused
+                        // or times out, and asks again.
+                        Err(_) => idle.push(idx),
                     }
                 }
             })?;
@@ -431,9 +439,11 @@ impl Relays {
     }
 }
 
-/// One push to one relay, tried twice. A relay that cannot be reached is
-/// asked to end its streams (they resume from the stream object); if that
-/// fails too, the next push tells it what it missed.
+/// One push to one relay, tried twice (each try gives up after
+/// `RELAY_CALL_TIMEOUT`). A relay that cannot be reached is asked to end its
+/// streams (they resume from the stream object) and is then forgotten; if it
+/// is used again, its first push names the last one it acknowledged, so it
+/// ends whatever streams it still holds.
 async fn push(
     env: &Env,
     stream: &str,

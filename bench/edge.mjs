@@ -16,6 +16,7 @@
 //   BENCH_HEAP=0 (no inspector, no heap split)  BENCH_WORKER_DIR=<build>
 //   BENCH_RELAY_CAPACITY=<n>  BENCH_QUERY=&… (appended to OURS' SSE URL)
 import { startWorker, versions, workerDir } from "./miniflare.mjs";
+import { cpuTicks, fdCount, fdLimit, quantile, rssKb, workerdPids } from "./proc.mjs";
 import { Redis } from "ioredis";
 import http from "node:http";
 import crypto from "node:crypto";
@@ -148,72 +149,6 @@ function within(promise, ms) {
   return Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() =>
     clearTimeout(timer),
   );
-}
-
-// ---- /proc readings ----------------------------------------------------------
-
-// workerd processes below this one (Miniflare spawns the runtime).
-function workerdPids() {
-  const out = execFileSync("ps", ["-eo", "pid,ppid,comm"], { encoding: "utf8" });
-  const childrenOf = new Map();
-  for (const line of out.trim().split("\n").slice(1)) {
-    const [pid, ppid, comm] = line.trim().split(/\s+/);
-    if (!childrenOf.has(ppid)) childrenOf.set(ppid, []);
-    childrenOf.get(ppid).push({ pid, comm });
-  }
-  const found = [];
-  const walk = (pid) => {
-    for (const child of childrenOf.get(String(pid)) || []) {
-      if (child.comm.startsWith("workerd")) found.push(child.pid);
-      walk(child.pid);
-    }
-  };
-  walk(process.pid);
-  return found;
-}
-
-function readProc(pid, file) {
-  try {
-    return fs.readFileSync(`/proc/${pid}/${file}`, "utf8");
-  } catch (err) {
-    if (err.code === "ENOENT") throw new Error(`server process ${pid} is gone (see its output above)`);
-    throw err;
-  }
-}
-
-function rssKb(pids) {
-  let total = 0;
-  for (const pid of pids) {
-    const m = readProc(pid, "status").match(/VmRSS:\s+(\d+) kB/);
-    if (m) total += Number(m[1]);
-  }
-  return total;
-}
-
-function fdCount(pids) {
-  let total = 0;
-  for (const pid of pids) total += fs.readdirSync(`/proc/${pid}/fd`).length;
-  return total;
-}
-
-// The soft limit on open files this process (and so every server it starts)
-// runs under; scripts/bench-edge.sh raises it to the hard limit.
-function fdLimit() {
-  const line = readProc(process.pid, "limits").match(/^Max open files\s+(\S+)/m);
-  return line && line[1] !== "unlimited" ? Number(line[1]) : Infinity;
-}
-
-// utime + stime in clock ticks, all threads of each process.
-function cpuTicks(pids) {
-  let total = 0;
-  for (const pid of pids) {
-    const stat = readProc(pid, "stat");
-    // Fields after `(comm)`, which may hold spaces; utime and stime are the
-    // 14th and 15th fields of the line, the 12th and 13th after comm.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    total += Number(fields[11]) + Number(fields[12]);
-  }
-  return total;
 }
 
 // ---- the isolate's memory, over the inspector (Chrome DevTools Protocol) -----
@@ -441,10 +376,6 @@ function connect(target, agent, onRound) {
 const fdsPerClient = { ours: 2, node: 1 };
 const FD_HEADROOM = 256;
 
-function quantile(sorted, q) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
 
 async function run(sideName, n) {
   const needed = Math.ceil(n * fdsPerClient[sideName]) + FD_HEADROOM;

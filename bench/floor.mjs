@@ -4,12 +4,12 @@
 // per client per round and memory per client for each body kind.
 //   node bench/floor.mjs            # BENCH_CLIENTS=1000,5000 BENCH_ROUNDS=10 BENCH_MODES=readable,identity
 import http from "node:http";
-import fs from "node:fs";
 import { execFileSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Miniflare, options, versions } from "./miniflare.mjs";
+import { cpuTicks, quantile, rssKb, workerdPids } from "./proc.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const sizes = (process.env.BENCH_CLIENTS || "1000,5000,10000").split(",").map(Number);
@@ -17,33 +17,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS || 10);
 const GAP_MS = Number(process.env.BENCH_GAP_MS || 200);
 const modes = (process.env.BENCH_MODES || "readable,identity").split(",");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
-
-function descendants(name) {
-  const out = execFileSync("ps", ["-eo", "pid,ppid,comm"], { encoding: "utf8" });
-  const children = new Map();
-  for (const line of out.trim().split("\n").slice(1)) {
-    const [pid, ppid, comm] = line.trim().split(/\s+/);
-    if (!children.has(ppid)) children.set(ppid, []);
-    children.get(ppid).push({ pid, comm });
-  }
-  const found = [];
-  const walk = (pid) => {
-    for (const child of children.get(String(pid)) || []) {
-      if (child.comm.startsWith(name)) found.push(child.pid);
-      walk(child.pid);
-    }
-  };
-  walk(process.pid);
-  return found;
-}
-const ticks = (pids) =>
-  pids.reduce((sum, pid) => {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-    return sum + Number(fields[11]) + Number(fields[12]);
-  }, 0);
-const rssKb = (pids) =>
-  pids.reduce((sum, pid) => sum + Number(fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]), 0);
-const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
 async function run(mode, n) {
   const mf = new Miniflare(options({
@@ -62,7 +35,7 @@ async function run(mode, n) {
   }));
   await mf.ready;
   const url = (await mf.unsafeGetDirectURL("floor")).toString().replace(/\/$/, "");
-  const pids = descendants("workerd");
+  const pids = workerdPids();
   const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
   const pending = new Map();
   const latencies = [];
@@ -88,7 +61,7 @@ async function run(mode, n) {
   }
   await sleep(1000);
   const connectedKb = rssKb(pids);
-  const start = ticks(pids);
+  const start = cpuTicks(pids);
   for (let r = 0; r < ROUNDS; r++) {
     const id = 100 + r;
     const round = { t0: 0, got: 0 };
@@ -100,7 +73,7 @@ async function run(mode, n) {
     await Promise.race([done, sleep(30000)]);
     await sleep(GAP_MS);
   }
-  const cpuTicks = ticks(pids) - start;
+  const spentTicks = cpuTicks(pids) - start;
   for (const req of requests) req.destroy();
   agent.destroy();
   await mf.dispose();
@@ -109,7 +82,7 @@ async function run(mode, n) {
     mode, n,
     p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99),
     lost: ROUNDS * n - latencies.length,
-    cpuUs: (cpuTicks * 1e6) / CLK_TCK / (ROUNDS * n),
+    cpuUs: (spentTicks * 1e6) / CLK_TCK / (ROUNDS * n),
     kib: (connectedKb - baseKb) / n,
   };
 }

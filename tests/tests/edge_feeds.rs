@@ -151,6 +151,41 @@ async fn members_take_the_socket_over_when_its_owner_goes_silent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_get_their_streams_when_the_object_leaves_a_socket_unanswered() {
+    // With `FAULT_SUBSCRIBE=hang-once` the object never answers the first
+    // socket a feed asks for. Opening a feed's socket is bounded (10 s): the
+    // feed fails, and the client whose request opened it and any client
+    // waiting on it try a new feed and get their streams.
+    let edge = Edge::start(&[("ALLOW_FAULTS", "1"), ("FAULT_SUBSCRIBE", "hang-once")])
+        .await
+        .unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<Round> = (1..=2).map(|id| round(id, "crash", "multiplier")).collect();
+    edge.store(events(New, &rounds[..1])).await.unwrap();
+    let path = format!("/sse/crash?api_key={key}");
+    let (first, second) = tokio::time::timeout(
+        TIMEOUT,
+        futures::future::join(edge.sse(&path), edge.sse(&path)),
+    )
+    .await
+    .expect("both streams answered although the object left a socket unanswered");
+    let mut clients = vec![first.unwrap(), second.unwrap()];
+    edge.store(events(New, &rounds[1..])).await.unwrap();
+    for client in &mut clients {
+        client.read_until("id: 2\n", TIMEOUT).await.unwrap();
+        assert_eq!(
+            client.frames().concat(),
+            format!(
+                "{RETRY}{}{}",
+                frame("initial", &rounds[0]),
+                messages(&rounds[1..])
+            )
+        );
+    }
+    assert_eq!(sockets(&edge).await, Some(1), "one feed socket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_joining_while_rounds_flow_misses_and_repeats_nothing() {
     let edge = Edge::start(&[]).await.unwrap();
     let key = edge.open_key().await.unwrap();

@@ -26,6 +26,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use futures_channel::oneshot;
 use js_sys::Uint8Array;
@@ -35,6 +36,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::{Date, Env, WebSocket};
 
 use crate::bridge::{Client, End};
+use crate::deadline::within;
 use crate::objects::{
     FeedResume, JoinRefused, MessageHead, Opening, RelayStub, StreamStub, Subscription,
 };
@@ -47,6 +49,10 @@ const RING_MESSAGES: usize = 64;
 const RING_MS: f64 = 10_000.0;
 /// How often a join or a socket placement is tried before giving up.
 const ATTEMPTS: usize = 4;
+/// How long opening a feed's socket may take (placement, and the relay's
+/// join when there is one): milliseconds when all is well. Past it the feed
+/// fails, its members resume, and joiners try a new feed.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames a socket's owner hands to members before another member takes
 /// the socket over (`FEED_ROTATE_AFTER`): at the ~10 µs each measured
 /// locally, about 2 s of the owner request's CPU.
@@ -187,17 +193,35 @@ impl Feed {
         }
         let (tx, rx) = oneshot::channel();
         self.waiting.borrow_mut().push(tx);
-        rx.await.unwrap_or(false)
+        // The request opening the socket bounds its own wait (see
+        // `connect`), unless the runtime killed it: then nobody would ever
+        // answer these joiners, nor the ones after them.
+        match within(2 * OPEN_TIMEOUT, rx).await {
+            Some(answer) => answer.unwrap_or(false),
+            None => {
+                if !self.live.get() && !self.closed.get() {
+                    worker::console_error!(
+                        "feed of {}: its socket was never opened; its members resume elsewhere",
+                        self.stream
+                    );
+                    self.fail();
+                }
+                self.live.get() && !self.closed.get()
+            }
+        }
     }
 
     /// Opens the feed's socket from `client`'s request. `opening` stays set
     /// until the socket's first message arrived (or it failed).
     async fn connect(self: &Rc<Self>, client: &Rc<Client>, resume: FeedResume) {
         self.opening.set(true);
-        if let Err(err) = self.place(client, resume).await {
-            worker::console_error!("feed of {}: {err}", self.stream);
-            self.fail();
-        }
+        let why = match within(OPEN_TIMEOUT, self.place(client, resume)).await {
+            Some(Ok(())) => return,
+            Some(Err(err)) => err.to_string(),
+            None => format!("no socket within {} s", OPEN_TIMEOUT.as_secs()),
+        };
+        worker::console_error!("feed of {}: {why}", self.stream);
+        self.fail();
     }
 
     async fn place(self: &Rc<Self>, client: &Rc<Client>, resume: FeedResume) -> worker::Result<()> {

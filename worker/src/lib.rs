@@ -35,6 +35,7 @@ mod auth;
 mod background;
 mod bridge;
 mod config;
+mod deadline;
 mod directory;
 mod error;
 mod feed;

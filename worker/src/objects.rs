@@ -675,16 +675,15 @@ impl RelayStub {
         let fetch = self
             .stub
             .fetch_with_request(call.to_request(&self.name, body)?);
-        let timeout = worker::Delay::from(RELAY_CALL_TIMEOUT);
-        futures_util::pin_mut!(fetch);
-        match futures_util::future::select(fetch, timeout).await {
-            futures_util::future::Either::Left((response, _)) => response,
-            futures_util::future::Either::Right(_) => Err(worker::Error::RustError(format!(
-                "{}: no answer within {} s",
-                self.name,
-                RELAY_CALL_TIMEOUT.as_secs()
-            ))),
-        }
+        crate::deadline::within(RELAY_CALL_TIMEOUT, fetch)
+            .await
+            .unwrap_or_else(|| {
+                Err(worker::Error::RustError(format!(
+                    "{}: no answer within {} s",
+                    self.name,
+                    RELAY_CALL_TIMEOUT.as_secs()
+                )))
+            })
     }
 
     async fn count(

@@ -44,6 +44,8 @@ pub struct StreamObject {
     /// Openings served by this instance (most joins are served by the
     /// isolates' feeds instead; stats show how many were not).
     openings: Cell<u64>,
+    /// Fault injection: the first subscription was left unanswered.
+    hung_once: Cell<bool>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +76,7 @@ impl DurableObject for StreamObject {
             tables: Cell::new(false),
             relays: Relays::default(),
             openings: Cell::new(0),
+            hung_once: Cell::new(false),
         }
     }
 
@@ -83,7 +86,12 @@ impl DurableObject for StreamObject {
             Err((status, reason)) => return Response::error(reason, status),
         };
         match call {
-            StreamCall::Subscribe { resume, full } => self.subscribe(&name, resume, full).await,
+            StreamCall::Subscribe { resume, full } => {
+                if self.fault_hang_subscribe() {
+                    futures_util::future::pending::<()>().await;
+                }
+                self.subscribe(&name, resume, full).await
+            }
             StreamCall::Opening { resume } => {
                 self.openings.set(self.openings.get() + 1);
                 let opening = self.opening(&name, resume)?;
@@ -161,6 +169,18 @@ impl DurableObject for StreamObject {
 }
 
 impl StreamObject {
+    /// Fault injection for tests (`ALLOW_FAULTS`, and
+    /// `FAULT_SUBSCRIBE=hang-once`): the instance's first subscription is
+    /// never answered, as from an object that stopped answering.
+    fn fault_hang_subscribe(&self) -> bool {
+        let asked = crate::config::faults_allowed(&self.env)
+            && self
+                .env
+                .var("FAULT_SUBSCRIBE")
+                .is_ok_and(|v| v.to_string().trim() == "hang-once");
+        asked && !self.hung_once.replace(true)
+    }
+
     /// Whether the tables exist (they do once anything was stored).
     fn has_tables(&self) -> Result<bool> {
         if self.tables.get() {

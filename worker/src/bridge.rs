@@ -141,6 +141,7 @@ async fn open(
         ended: Cell::new(false),
         interval: RefCell::new(None),
         last_heartbeat: Cell::new(0.0),
+        last_tick: Cell::new(0.0),
         last_recheck: Cell::new(0.0),
         rechecking: Cell::new(false),
         silenced: Cell::new(false),
@@ -298,6 +299,8 @@ pub(crate) struct Client {
     ended: Cell<bool>,
     interval: RefCell<Option<JsValue>>,
     last_heartbeat: Cell<f64>,
+    /// When the timer last ran (feeds watch their keeper's).
+    last_tick: Cell<f64>,
     last_recheck: Cell<f64>,
     rechecking: Cell<bool>,
     /// Fault injection: behaves as if the runtime killed its request (its
@@ -341,6 +344,7 @@ impl Client {
         handlers.push(on_tick);
         let now = Date::now().as_millis() as f64;
         self.last_heartbeat.set(now);
+        self.last_tick.set(now);
         self.last_recheck.set(now);
         self.handlers.borrow_mut().extend(handlers);
         self.arm_wake();
@@ -424,6 +428,7 @@ impl Client {
         }
         crate::limits::tick(&self.env, &self.ctx);
         let now = Date::now().as_millis() as f64;
+        self.last_tick.set(now);
         // Three ticks without one from a feed's keeper: it is gone.
         let stale_after = 3.0 * self.tick_period().as_millis() as f64;
         let feeds = self.feeds.borrow().clone();
@@ -452,6 +457,11 @@ impl Client {
                 }
             });
         }
+    }
+
+    /// When the client's timer last ran: a killed request's timer stops.
+    pub(crate) fn last_tick(&self) -> f64 {
+        self.last_tick.get()
     }
 
     fn tick_period(&self) -> Duration {

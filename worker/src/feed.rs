@@ -126,10 +126,10 @@ pub(crate) struct Feed {
     /// takes the socket over.
     spent: Cell<u64>,
     rotate_after: u64,
-    /// When the keeper (the socket's owner, or the heir asked to open the
-    /// next socket) last showed life: its own timer ticks set it (see
-    /// [`Feed::watch`]).
-    keeper_beat: Cell<f64>,
+    /// The keeper (the socket's owner, or the heir asked to open the next
+    /// socket) and when it became keeper; its own timer ticks show it is
+    /// alive (see [`Feed::watch`]).
+    keeper: RefCell<(Weak<Client>, f64)>,
 }
 
 impl Feed {
@@ -172,7 +172,7 @@ impl Feed {
                 joining: Cell::new(1),
                 spent: Cell::new(0),
                 rotate_after,
-                keeper_beat: Cell::new(0.0),
+                keeper: RefCell::new((Weak::new(), 0.0)),
             });
             list.push(Rc::clone(&feed));
             feed
@@ -285,7 +285,7 @@ impl Feed {
             owner: client.id(),
             _handlers: vec![on_message, on_close],
         });
-        self.keeper_beat.set(now_ms());
+        self.set_keeper(client);
     }
 
     /// One message from the socket: its head, then frames for every member
@@ -498,8 +498,12 @@ impl Feed {
         self.live.set(false);
         self.opening.set(true);
         self.heir.set(heir.id());
-        self.keeper_beat.set(now_ms());
+        self.set_keeper(&heir);
         heir.wake();
+    }
+
+    fn set_keeper(&self, client: &Rc<Client>) {
+        *self.keeper.borrow_mut() = (Rc::downgrade(client), now_ms());
     }
 
     /// The member whose request keeps the feed going: the heir asked to
@@ -517,8 +521,9 @@ impl Feed {
     /// runtime kills a request past its CPU limit, say): its socket's
     /// messages and its timer stop, and the members would wait on a
     /// silent feed while their own heartbeats keep their browsers from
-    /// reconnecting. So the keeper's ticks mark it alive, and a member that
-    /// sees no such mark for `stale_after` ms takes the socket over itself,
+    /// reconnecting. So a member that sees no tick of the keeper's own timer
+    /// for `stale_after` ms (whether or not the keeper is a member yet: an
+    /// opener may still be joining) takes the socket over itself,
     /// resuming after the last message delivered, and ends the silent
     /// keeper's stream (a keeper that was only slow reconnects and resumes).
     pub(crate) fn watch(self: &Rc<Self>, member: &Rc<Client>, now: f64, stale_after: f64) {
@@ -529,10 +534,13 @@ impl Feed {
             return;
         };
         if keeper == member.id() {
-            self.keeper_beat.set(now);
             return;
         }
-        let silent = now - self.keeper_beat.get();
+        let (keeper_client, since) = self.keeper.borrow().clone();
+        let seen = keeper_client
+            .upgrade()
+            .map_or(since, |k| k.last_tick().max(since));
+        let silent = now - seen;
         if silent <= stale_after {
             return;
         }
@@ -540,17 +548,12 @@ impl Feed {
             "feed of {}: its keeper was silent for {silent} ms; another member takes the socket over",
             self.stream
         );
-        let silent_keeper = self
-            .sinks
-            .borrow()
-            .iter()
-            .find(|s| s.client_id == keeper)
-            .and_then(|s| s.client.upgrade());
+        let silent_keeper = keeper_client.upgrade();
         self.close_socket();
         self.live.set(false);
         self.opening.set(true);
         self.heir.set(member.id());
-        self.keeper_beat.set(now);
+        self.set_keeper(member);
         wasm_bindgen_futures::spawn_local(Rc::clone(self).take_over(Rc::clone(member)));
         if let Some(keeper) = silent_keeper {
             keeper.end(End::ObjectClosed);

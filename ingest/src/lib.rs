@@ -392,6 +392,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if let Some(task) = read_ahead {
         let _ = task.await;
     }
+    // Acks are publishes: wait until the server has every one of them.
+    // `drain` only starts closing the connection and returns at once, so a
+    // process exiting right after it could take the last acks with it (the
+    // next ingest would then deliver those rounds again).
+    if let Err(err) = client.flush().await {
+        warn!(error = %err, "could not flush the last acks: their rounds may be delivered again");
+    }
     client.drain().await.context("draining NATS")?;
     let _ = ops_task.await;
     info!("stopped");

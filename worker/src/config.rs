@@ -41,6 +41,12 @@ pub(crate) fn faults_allowed(env: &Env) -> bool {
         .is_ok_and(|v| v.to_string().trim() == "1")
 }
 
+/// Whether the fault variable `name` is set to `value`, where faults are
+/// allowed at all. Objects read it once, when they are built, not per call.
+pub(crate) fn fault(env: &Env, name: &str, value: &str) -> bool {
+    faults_allowed(env) && env.var(name).is_ok_and(|v| v.to_string().trim() == value)
+}
+
 /// Tunables of a stream, with the defaults of DESIGN §3.2 and §3.7.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamConfig {

@@ -492,14 +492,19 @@ impl Feed {
             self.fail();
             return;
         };
+        self.appoint(&heir);
+        heir.wake();
+    }
+
+    /// Closes the socket and makes `heir` the member to open the next one.
+    /// Joiners meanwhile wait for the heir's socket rather than open one
+    /// that would skip what the members have not seen yet.
+    fn appoint(&self, heir: &Rc<Client>) {
         self.close_socket();
-        // Joiners wait for the heir's socket rather than open one that
-        // would skip what the members have not seen yet.
         self.live.set(false);
         self.opening.set(true);
         self.heir.set(heir.id());
-        self.set_keeper(&heir);
-        heir.wake();
+        self.set_keeper(heir);
     }
 
     fn set_keeper(&self, client: &Rc<Client>) {
@@ -549,11 +554,7 @@ impl Feed {
             self.stream
         );
         let silent_keeper = keeper_client.upgrade();
-        self.close_socket();
-        self.live.set(false);
-        self.opening.set(true);
-        self.heir.set(member.id());
-        self.set_keeper(member);
+        self.appoint(member);
         wasm_bindgen_futures::spawn_local(Rc::clone(self).take_over(Rc::clone(member)));
         if let Some(keeper) = silent_keeper {
             keeper.end(End::ObjectClosed);
@@ -567,10 +568,7 @@ impl Feed {
     fn silence_owner(&self) -> Option<Rc<Client>> {
         let socket = self.socket.borrow();
         let socket = socket.as_ref()?;
-        let raw: &web_sys::WebSocket = socket.socket.as_ref();
-        raw.set_onmessage(None);
-        raw.set_onclose(None);
-        raw.set_onerror(None);
+        unhook(&socket.socket);
         self.sinks
             .borrow()
             .iter()
@@ -598,10 +596,7 @@ impl Feed {
 
     fn close_socket(&self) {
         if let Some(old) = self.socket.borrow_mut().take() {
-            let raw: &web_sys::WebSocket = old.socket.as_ref();
-            raw.set_onmessage(None);
-            raw.set_onclose(None);
-            raw.set_onerror(None);
+            unhook(&old.socket);
             let _ = old.socket.close(Some(1000), Some("feed handed over"));
             // The callbacks may be running: drop them after they returned.
             wasm_bindgen_futures::spawn_local(async move { drop(old) });
@@ -632,6 +627,14 @@ impl Feed {
             client.end(End::ObjectClosed);
         }
     }
+}
+
+/// Stops a socket's events from reaching the feed.
+fn unhook(socket: &WebSocket) {
+    let raw: &web_sys::WebSocket = socket.as_ref();
+    raw.set_onmessage(None);
+    raw.set_onclose(None);
+    raw.set_onerror(None);
 }
 
 fn now_ms() -> f64 {

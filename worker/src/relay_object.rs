@@ -36,15 +36,6 @@ const RING_PUSHES: usize = 256;
 /// …and none older than this.
 const RING_MS: f64 = 10_000.0;
 
-/// Fault injection for tests (`ALLOW_FAULTS`, and `FAULT_RELAY_PUSH=hang`):
-/// pushes are never answered.
-fn hangs(env: &Env) -> bool {
-    crate::config::faults_allowed(env)
-        && env
-            .var("FAULT_RELAY_PUSH")
-            .is_ok_and(|v| v.to_string().trim() == "hang")
-}
-
 #[durable_object]
 pub struct RelayObject {
     state: State,
@@ -57,17 +48,21 @@ pub struct RelayObject {
     last: Cell<Option<u64>>,
     /// Random per construction (see [`RelayCount`]).
     instance: String,
+    /// Fault injection for tests (`ALLOW_FAULTS`, and
+    /// `FAULT_RELAY_PUSH=hang`): pushes are never answered.
+    hang_pushes: bool,
 }
 
 impl DurableObject for RelayObject {
     fn new(state: State, env: Env) -> Self {
         Self {
             state,
-            env,
             ring: RefCell::default(),
             first: Cell::new(None),
             last: Cell::new(None),
             instance: format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64),
+            hang_pushes: crate::config::fault(&env, "FAULT_RELAY_PUSH", "hang"),
+            env,
         }
     }
 
@@ -79,7 +74,7 @@ impl DurableObject for RelayObject {
         match call {
             RelayCall::Join(ticket) => self.join(&name, &ticket),
             RelayCall::Push { number, prev } => {
-                if hangs(&self.env) {
+                if self.hang_pushes {
                     // Fault injection: a relay that stops answering.
                     futures_util::future::pending::<()>().await;
                 }

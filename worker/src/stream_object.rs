@@ -44,8 +44,11 @@ pub struct StreamObject {
     /// Openings served by this instance (most joins are served by the
     /// isolates' feeds instead; stats show how many were not).
     openings: Cell<u64>,
-    /// Fault injection: the first subscription was left unanswered.
-    hung_once: Cell<bool>,
+    /// Fault injection for tests (`ALLOW_FAULTS`, and
+    /// `FAULT_SUBSCRIBE=hang-once`): the instance's first subscription is
+    /// never answered, as from an object that stopped answering. Cleared
+    /// once used.
+    hang_subscribe: Cell<bool>,
 }
 
 #[derive(Deserialize)]
@@ -71,12 +74,12 @@ impl DurableObject for StreamObject {
         let instance = format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
         Self {
             state,
+            hang_subscribe: Cell::new(crate::config::fault(&env, "FAULT_SUBSCRIBE", "hang-once")),
             env,
             instance,
             tables: Cell::new(false),
             relays: Relays::default(),
             openings: Cell::new(0),
-            hung_once: Cell::new(false),
         }
     }
 
@@ -87,7 +90,7 @@ impl DurableObject for StreamObject {
         };
         match call {
             StreamCall::Subscribe { resume, full } => {
-                if self.fault_hang_subscribe() {
+                if self.hang_subscribe.replace(false) {
                     futures_util::future::pending::<()>().await;
                 }
                 self.subscribe(&name, resume, full).await
@@ -169,18 +172,6 @@ impl DurableObject for StreamObject {
 }
 
 impl StreamObject {
-    /// Fault injection for tests (`ALLOW_FAULTS`, and
-    /// `FAULT_SUBSCRIBE=hang-once`): the instance's first subscription is
-    /// never answered, as from an object that stopped answering.
-    fn fault_hang_subscribe(&self) -> bool {
-        let asked = crate::config::faults_allowed(&self.env)
-            && self
-                .env
-                .var("FAULT_SUBSCRIBE")
-                .is_ok_and(|v| v.to_string().trim() == "hang-once");
-        asked && !self.hung_once.replace(true)
-    }
-
     /// Whether the tables exist (they do once anything was stored).
     fn has_tables(&self) -> Result<bool> {
         if self.tables.get() {

@@ -24,12 +24,12 @@ use std::time::Duration;
 
 use async_nats::Subject;
 use async_nats::jetstream::{self, AckKind, Message};
-use shared::{IngestBatch, RoundEvent};
+use shared::{IngestBatch, IngestReply, RoundEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::edge::{EdgeClient, EdgeError};
+use crate::edge::{EdgeClient, EdgeError, Posted};
 use crate::metrics::Metrics;
 
 /// What every lane shares.
@@ -275,104 +275,166 @@ type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Delivers `batch` until it is acked, dead-lettered, or (while stopping)
 /// nak'd.
-fn deliver<'a>(ctx: &'a Ctx, mut batch: Vec<Item>, inbox: &'a mut Inbox) -> Delivery<'a> {
+fn deliver<'a>(ctx: &'a Ctx, batch: Vec<Item>, inbox: &'a mut Inbox) -> Delivery<'a> {
+    // Boxed: a split delivers its halves through this same function.
     Box::pin(async move {
         let mut delay = ctx.retry_min;
         loop {
-            let events = IngestBatch {
-                events: batch.iter().map(|i| i.event.clone()).collect(),
-            };
-            // However slow the POST, the lane's keep-alive keeps the batch
-            // and everything queued behind it from being redelivered.
-            let posted = ctx.edge.post(&events).await;
-            ctx.metrics.edge(&posted.status);
-            ctx.metrics
-                .post_seconds
-                .observe(posted.elapsed.as_secs_f64());
-            ctx.metrics.batch_events.observe(batch.len() as f64);
-            match posted.result {
-                Ok(reply) => {
-                    debug!(
-                        events = batch.len(),
-                        stored = reply.stored,
-                        duplicates = reply.duplicates,
-                        ms = posted.elapsed.as_millis() as u64,
-                        "batch delivered"
-                    );
-                    for item in &batch {
-                        inbox.finish(item, AckKind::Ack).await;
-                    }
-                    ctx.metrics.acked.inc_by(batch.len() as u64);
-                    return;
+            let posted = post(ctx, &batch).await;
+            match verdict(posted.result, batch.len()) {
+                Verdict::Stored(reply) => {
+                    return acknowledge(ctx, &batch, inbox, &reply, posted.elapsed).await;
                 }
-                Err(EdgeError::Rejected(_)) | Err(EdgeError::TooLarge) if batch.len() > 1 => {
-                    warn!(
-                        events = batch.len(),
-                        "edge refused a batch: delivering it in smaller parts"
-                    );
-                    let second = batch.split_off(batch.len() / 2);
-                    deliver(ctx, batch, inbox).await;
-                    deliver(ctx, second, inbox).await;
-                    return;
+                Verdict::Split => return split(ctx, batch, inbox).await,
+                Verdict::Dead { label, reason } => {
+                    return dead_letter(ctx, inbox, &batch[0], label, &reason).await;
                 }
-                Err(EdgeError::Rejected(why)) => {
-                    let reason = format!("rejected by the edge: {why}");
-                    dead_letter(ctx, inbox, &batch[0], "rejected", &reason).await;
-                    return;
+                Verdict::Retry(err) if *ctx.stopping.borrow() => {
+                    return leave_to_redelivery(ctx, &batch, inbox, &err).await;
                 }
-                Err(EdgeError::TooLarge) => {
-                    dead_letter(
-                        ctx,
-                        inbox,
-                        &batch[0],
-                        "too_large",
-                        "too large for the edge (413)",
-                    )
-                    .await;
-                    return;
-                }
-                Err(err) => {
-                    if *ctx.stopping.borrow() {
-                        info!(events = batch.len(), error = %err, "stopping: leaving the batch to redelivery");
-                        for item in &batch {
-                            ctx.metrics.nak("shutdown");
-                            inbox.finish(item, AckKind::Nak(Some(ctx.retry_min))).await;
-                        }
-                        return;
-                    }
-                    match &err {
-                        EdgeError::Unauthorized => error!(
-                            events = batch.len(),
-                            retry_in_ms = delay.as_millis() as u64,
-                            "edge refused our signature: INGEST_SECRET differs from the Worker's; holding the batch, nothing is dropped"
-                        ),
-                        EdgeError::Redirected { .. } | EdgeError::BadReply(_) => error!(
-                            events = batch.len(),
-                            error = %err,
-                            retry_in_ms = delay.as_millis() as u64,
-                            "the edge's answer does not prove the batch was stored (is EDGE_URL the Worker itself, not a redirect or a proxy?): holding the batch, nothing is acknowledged"
-                        ),
-                        _ => warn!(
-                            events = batch.len(),
-                            error = %err,
-                            retry_in_ms = delay.as_millis() as u64,
-                            "delivery failed: retrying"
-                        ),
-                    }
-                    // Still ours, and so are the rounds queued behind it; the
-                    // lane's keep-alive stops JetStream redelivering any of
-                    // them meanwhile (that would duplicate them in memory, and
-                    // let them overtake).
-                    let mut stopping = ctx.stopping.clone();
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = stopping.wait_for(|stop| *stop) => {}
-                    }
+                Verdict::Retry(err) => {
+                    back_off(ctx, batch.len(), &err, delay).await;
                     delay = (delay * 2).min(ctx.retry_max);
                 }
             }
         }
     })
+}
+
+/// What one POST means for its batch.
+enum Verdict {
+    /// The edge stored every event: ack them all.
+    Stored(IngestReply),
+    /// The edge refused a batch of several events (400, 413): deliver it in
+    /// halves, down to the one event it cannot store, or to a size it takes.
+    Split,
+    /// The edge refused the batch's only event: it can never be stored.
+    Dead {
+        /// The `terminated` metric's label.
+        label: &'static str,
+        /// The `Gamefeed-Dead-Reason` header.
+        reason: String,
+    },
+    /// Nothing proves the batch was stored, nor that it never can be: keep
+    /// it and try again.
+    Retry(EdgeError),
+}
+
+/// Reads the edge's answer for a batch of `events` events. Only a 400 or a
+/// 413 is the edge's word that an event can never be stored; every other
+/// failure (including a 401 and an answer that proves nothing) is retried,
+/// since dropping a round for a configuration mistake would be loss.
+fn verdict(result: Result<IngestReply, EdgeError>, events: usize) -> Verdict {
+    match result {
+        Ok(reply) => Verdict::Stored(reply),
+        Err(EdgeError::Rejected(_)) | Err(EdgeError::TooLarge) if events > 1 => Verdict::Split,
+        Err(EdgeError::Rejected(why)) => Verdict::Dead {
+            label: "rejected",
+            reason: format!("rejected by the edge: {why}"),
+        },
+        Err(EdgeError::TooLarge) => Verdict::Dead {
+            label: "too_large",
+            reason: "too large for the edge (413)".to_string(),
+        },
+        Err(err) => Verdict::Retry(err),
+    }
+}
+
+/// Posts `batch` once and records the attempt in the metrics, whatever its
+/// outcome.
+async fn post(ctx: &Ctx, batch: &[Item]) -> Posted {
+    let events = IngestBatch {
+        events: batch.iter().map(|i| i.event.clone()).collect(),
+    };
+    // However slow the POST, the lane's keep-alive keeps the batch
+    // and everything queued behind it from being redelivered.
+    let posted = ctx.edge.post(&events).await;
+    ctx.metrics.edge(&posted.status);
+    ctx.metrics
+        .post_seconds
+        .observe(posted.elapsed.as_secs_f64());
+    ctx.metrics.batch_events.observe(batch.len() as f64);
+    posted
+}
+
+/// Acks every message of a batch the edge stored: the only way a round's
+/// message is acknowledged.
+async fn acknowledge(
+    ctx: &Ctx,
+    batch: &[Item],
+    inbox: &Inbox,
+    reply: &IngestReply,
+    elapsed: Duration,
+) {
+    debug!(
+        events = batch.len(),
+        stored = reply.stored,
+        duplicates = reply.duplicates,
+        ms = elapsed.as_millis() as u64,
+        "batch delivered"
+    );
+    for item in batch {
+        inbox.finish(item, AckKind::Ack).await;
+    }
+    ctx.metrics.acked.inc_by(batch.len() as u64);
+}
+
+/// Delivers a refused batch in two halves, first half first, so the game's
+/// order holds and only the event the edge cannot store ends up
+/// dead-lettered.
+async fn split(ctx: &Ctx, mut batch: Vec<Item>, inbox: &mut Inbox) {
+    warn!(
+        events = batch.len(),
+        "edge refused a batch: delivering it in smaller parts"
+    );
+    let second = batch.split_off(batch.len() / 2);
+    deliver(ctx, batch, inbox).await;
+    deliver(ctx, second, inbox).await;
+}
+
+/// While stopping, a failed batch gets no retry: its messages are nak'd so
+/// the next ingest delivers them again, rather than holding shutdown up for
+/// an edge that may stay down.
+async fn leave_to_redelivery(ctx: &Ctx, batch: &[Item], inbox: &Inbox, err: &EdgeError) {
+    info!(events = batch.len(), error = %err, "stopping: leaving the batch to redelivery");
+    for item in batch {
+        ctx.metrics.nak("shutdown");
+        inbox.finish(item, AckKind::Nak(Some(ctx.retry_min))).await;
+    }
+}
+
+/// Says why a batch of `events` events failed, then waits `delay` before it
+/// is tried again (less if ingest starts stopping meanwhile, so the last
+/// attempt comes at once).
+async fn back_off(ctx: &Ctx, events: usize, err: &EdgeError, delay: Duration) {
+    match err {
+        EdgeError::Unauthorized => error!(
+            events,
+            retry_in_ms = delay.as_millis() as u64,
+            "edge refused our signature: INGEST_SECRET differs from the Worker's; holding the batch, nothing is dropped"
+        ),
+        EdgeError::Redirected { .. } | EdgeError::BadReply(_) => error!(
+            events,
+            error = %err,
+            retry_in_ms = delay.as_millis() as u64,
+            "the edge's answer does not prove the batch was stored (is EDGE_URL the Worker itself, not a redirect or a proxy?): holding the batch, nothing is acknowledged"
+        ),
+        _ => warn!(
+            events,
+            error = %err,
+            retry_in_ms = delay.as_millis() as u64,
+            "delivery failed: retrying"
+        ),
+    }
+    // Still ours, and so are the rounds queued behind it; the
+    // lane's keep-alive stops JetStream redelivering any of
+    // them meanwhile (that would duplicate them in memory, and
+    // let them overtake).
+    let mut stopping = ctx.stopping.clone();
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
 }
 
 /// Dead-letters `item`'s message (see [`dead_letter_message`]) and stops
@@ -464,5 +526,55 @@ pub async fn copy_to_dead_letter(
 pub async fn end(message: &Message, kind: AckKind) {
     if let Err(err) = message.ack_with(kind).await {
         warn!(error = %err, ?kind, "could not end message");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_edges_refusal_of_a_single_event_dead_letters_it() {
+        let stored = IngestReply {
+            stored: 1,
+            duplicates: 1,
+        };
+        assert!(matches!(verdict(Ok(stored), 2), Verdict::Stored(_)));
+        for events in [2, 256] {
+            let rejected = Err(EdgeError::Rejected("bad round".into()));
+            assert!(matches!(verdict(rejected, events), Verdict::Split));
+            assert!(matches!(
+                verdict(Err(EdgeError::TooLarge), events),
+                Verdict::Split
+            ));
+        }
+        let rejected = verdict(Err(EdgeError::Rejected("bad round".into())), 1);
+        assert!(matches!(
+            rejected,
+            Verdict::Dead { label: "rejected", ref reason } if reason == "rejected by the edge: bad round"
+        ));
+        assert!(matches!(
+            verdict(Err(EdgeError::TooLarge), 1),
+            Verdict::Dead {
+                label: "too_large",
+                ..
+            }
+        ));
+        for events in [1, 2] {
+            let transient = [
+                EdgeError::Unauthorized,
+                EdgeError::Redirected {
+                    status: 307,
+                    location: "https://elsewhere".into(),
+                },
+                EdgeError::BadReply("stored 0 of 1".into()),
+                EdgeError::Retryable("503".into()),
+            ];
+            for err in transient {
+                let shown = err.to_string();
+                let kept = verdict(Err(err), events);
+                assert!(matches!(kept, Verdict::Retry(_)), "{shown}");
+            }
+        }
     }
 }

@@ -31,6 +31,8 @@ pub mod ops;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -44,6 +46,7 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{Checked, Config};
@@ -122,67 +125,76 @@ async fn connect(config: &Config, ops: Arc<OpsState>) -> anyhow::Result<async_na
         .with_context(|| format!("connecting to NATS at {}", config.nats_url))
 }
 
+/// The durable consumer, on a stream checked to carry what it consumes.
 async fn consumer(
     js: &jetstream::Context,
     config: &Config,
     checked: &Checked,
 ) -> anyhow::Result<PullConsumer> {
-    let stream = if config.create_stream {
-        js.get_or_create_stream(stream::Config {
-            name: config.stream.clone(),
-            subjects: vec![format!("{}.>", config.prefix)],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating stream {}", config.stream))?
-    } else {
-        let mut stream = js.get_stream(&config.stream).await.with_context(|| {
-            format!(
-                "JetStream stream {:?} (NATS_STREAM) not found: create it with subjects {}.> or pass --create-stream",
-                config.stream, config.prefix
-            )
-        })?;
-        let info = stream.info().await?;
-        for subject in &checked.subjects {
-            let covered = info
-                .config
-                .subjects
-                .iter()
-                .any(|s| subject_matches(s, subject));
-            anyhow::ensure!(
-                covered,
-                "stream {:?} does not capture subject {subject:?} (its subjects: {:?}); add it or fix SUBJECTS",
-                config.stream,
-                info.config.subjects
-            );
-        }
-        stream
-    };
-    let consumer_config = |deliver_policy| pull::Config {
-        durable_name: Some(config.durable.clone()),
-        ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(config.ack_wait_secs),
-        max_ack_pending: config.max_ack_pending,
-        filter_subjects: checked.subjects.clone(),
-        deliver_policy,
-        ..Default::default()
-    };
-    let creating = || {
+    let stream = checked_stream(js, config, checked).await?;
+    durable_consumer(&stream, config, checked).await
+}
+
+/// The stream Debezium publishes into. An existing stream must capture every
+/// consumed subject: a consumer filtered on a subject the stream does not
+/// hold would wait for rounds that never come, so that stops ingest at start
+/// with the setting to fix.
+async fn checked_stream(
+    js: &jetstream::Context,
+    config: &Config,
+    checked: &Checked,
+) -> anyhow::Result<stream::Stream> {
+    if config.create_stream {
+        return js
+            .get_or_create_stream(stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![format!("{}.>", config.prefix)],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating stream {}", config.stream));
+    }
+    let mut stream = js.get_stream(&config.stream).await.with_context(|| {
         format!(
-            "creating durable consumer {} (DURABLE_NAME)",
-            config.durable
+            "JetStream stream {:?} (NATS_STREAM) not found: create it with subjects {}.> or pass --create-stream",
+            config.stream, config.prefix
         )
-    };
+    })?;
+    let info = stream.info().await?;
+    for subject in &checked.subjects {
+        let covered = info
+            .config
+            .subjects
+            .iter()
+            .any(|s| subject_matches(s, subject));
+        anyhow::ensure!(
+            covered,
+            "stream {:?} does not capture subject {subject:?} (its subjects: {:?}); add it or fix SUBJECTS",
+            config.stream,
+            info.config.subjects
+        );
+    }
+    Ok(stream)
+}
+
+/// The durable consumer as this start needs it: created on a first start,
+/// taken as it is when the last ingest acknowledged everything it was
+/// given, and recreated from its ack floor when it did not.
+async fn durable_consumer(
+    stream: &stream::Stream,
+    config: &Config,
+    checked: &Checked,
+) -> anyhow::Result<PullConsumer> {
     // Only "no such consumer" means a first start: any other error (JetStream
     // busy, timed out) must not skip the check below.
     let info = match stream.consumer_info(&config.durable).await {
         Ok(info) => info,
         Err(err) if err.kind() == ConsumerInfoErrorKind::NotFound => {
             return stream
-                .create_consumer(consumer_config(DeliverPolicy::All))
+                .create_consumer(consumer_config(config, checked, DeliverPolicy::All))
                 .await
-                .with_context(creating);
+                .with_context(|| creating(config));
         }
         Err(err) => {
             return Err(err).with_context(|| {
@@ -201,15 +213,26 @@ async fn consumer(
             .get_consumer(&config.durable)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(creating);
+            .with_context(|| creating(config));
     }
-    // An ingest that died left messages delivered and never acknowledged.
-    // JetStream would redeliver them only after the ack wait, behind newer
-    // messages of the same games, which would overtake them (an update
-    // before its insert, which the edge then cannot tell from a replay).
-    // Start again from the ack floor instead: everything after it comes in
-    // stream order; what the edge already stored is a duplicate there.
-    // (One ingest per durable consumer: see ARCHITECTURE.md.)
+    recreate_from_ack_floor(stream, config, checked, &info).await
+}
+
+/// Replaces the durable consumer of an ingest that died holding messages
+/// delivered and never acknowledged.
+///
+/// JetStream would redeliver them only after the ack wait, behind newer
+/// messages of the same games, which would overtake them (an update before
+/// its insert, which the edge then cannot tell from a replay). Starting again
+/// from the ack floor delivers everything after it in stream order; what the
+/// edge already stored is a duplicate there. (One ingest per durable
+/// consumer: see ARCHITECTURE.md.)
+async fn recreate_from_ack_floor(
+    stream: &stream::Stream,
+    config: &Config,
+    checked: &Checked,
+    info: &jetstream::consumer::Info,
+) -> anyhow::Result<PullConsumer> {
     let floor = info.ack_floor.stream_sequence;
     warn!(
         unacknowledged = info.num_ack_pending,
@@ -221,11 +244,42 @@ async fn consumer(
         .await
         .with_context(|| format!("replacing durable consumer {}", config.durable))?;
     stream
-        .create_consumer(consumer_config(DeliverPolicy::ByStartSequence {
-            start_sequence: floor + 1,
-        }))
+        .create_consumer(consumer_config(
+            config,
+            checked,
+            DeliverPolicy::ByStartSequence {
+                start_sequence: floor + 1,
+            },
+        ))
         .await
-        .with_context(creating)
+        .with_context(|| creating(config))
+}
+
+/// The durable consumer's settings. Created and recreated alike, so only
+/// where it starts can differ between a first start and a recovery.
+fn consumer_config(
+    config: &Config,
+    checked: &Checked,
+    deliver_policy: DeliverPolicy,
+) -> pull::Config {
+    pull::Config {
+        durable_name: Some(config.durable.clone()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(config.ack_wait_secs),
+        max_ack_pending: config.max_ack_pending,
+        filter_subjects: checked.subjects.clone(),
+        deliver_policy,
+        ..Default::default()
+    }
+}
+
+/// The context of a failure to get the durable consumer, naming its setting
+/// as every start-up error does.
+fn creating(config: &Config) -> String {
+    format!(
+        "creating durable consumer {} (DURABLE_NAME)",
+        config.durable
+    )
 }
 
 /// Whether NATS subject pattern `pattern` (with `*` and `>`) matches `subject`.
@@ -253,20 +307,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // the tree through async-nats.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new());
-    let ops = Arc::new(OpsState {
-        metrics: Arc::clone(&metrics),
-        nats_connected: AtomicBool::new(false),
-        edge_reachable: AtomicBool::new(false),
-    });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut ops_stop = stop_rx.clone();
-    let ops_task = tokio::spawn(ops::serve(
-        config.metrics_addr,
-        Arc::clone(&ops),
-        async move {
-            let _ = ops_stop.wait_for(|stop| *stop).await;
-        },
-    ));
+    let (ops, ops_task) = serve_ops(config.metrics_addr, &metrics, stop_rx.clone());
 
     let edge = EdgeClient::new(
         &checked.edge_url,
@@ -279,62 +321,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let consumer = consumer(&js, &config, &checked).await?;
     let (registry, games) = games_registry(&js, &config.games_bucket).await?;
     info!(games = games.len(), bucket = %config.games_bucket, "games registry loaded");
-    let games_subjects = games::games_subjects(&checked.subjects);
-    let (learned, read_ahead) = if games_subjects.is_empty() {
-        (Arc::new(Learned::nothing_to_read()), None)
-    } else {
-        let learned = Arc::new(Learned::default());
-        let task = tokio::spawn(games::read_ahead(
-            js.clone(),
-            config.stream.clone(),
-            games_subjects,
-            config.prefix.clone(),
-            Arc::clone(&learned),
-            stop_rx.clone(),
-        ));
-        (learned, Some(task))
-    };
+    let (learned, read_ahead) = read_games_ahead(&js, &config, &checked, stop_rx.clone());
+    let probes = probe(edge.clone(), ops, consumer.clone(), stop_rx.clone());
 
-    // Background probes: the edge's health and the consumer's lag.
-    let probes = {
-        let edge = edge.clone();
-        let ops = Arc::clone(&ops);
-        let mut consumer = consumer.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.wait_for(|stop| *stop) => return,
-                }
-                ops.edge_reachable
-                    .store(edge.healthy().await, Ordering::Relaxed);
-                if let Ok(info) = consumer.info().await {
-                    ops.metrics
-                        .consumer_pending
-                        .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
-                    ops.metrics
-                        .consumer_ack_pending
-                        .set(i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX));
-                }
-            }
-        })
-    };
-
-    let ctx = Arc::new(Ctx {
-        edge,
-        metrics: Arc::clone(&metrics),
-        js: js.clone(),
-        dead_letter_prefix: config.dead_letter_prefix.clone(),
-        batch_max: config.batch_max,
-        batch_max_bytes: config.batch_max_bytes,
-        linger: config.linger(),
-        retry_min: Duration::from_millis(config.retry_min_ms),
-        retry_max: Duration::from_millis(config.retry_max_ms),
-        stopping: stop_rx.clone(),
-        ack_wait: Duration::from_secs(config.ack_wait_secs),
-    });
+    let ctx = Arc::new(lane_ctx(&config, edge, metrics, &js, stop_rx));
     let mut dispatcher = Dispatcher {
         lanes: Lanes::new(Arc::clone(&ctx)),
         games,
@@ -347,11 +337,133 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     info!(stream = %config.stream, durable = %config.durable, edge = %checked.edge_url, subjects = ?checked.subjects, "ingest running");
 
+    pull_and_dispatch(&consumer, config.batch_max, &mut dispatcher, shutdown).await;
+    Running {
+        stop: stop_tx,
+        lanes: dispatcher.lanes,
+        probes,
+        read_ahead,
+        client,
+        ops_task,
+    }
+    .stop()
+    .await
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until `stop` flips. Started
+/// before NATS is reached, so an ingest stuck connecting already answers
+/// (not ready) rather than looking dead.
+fn serve_ops(
+    addr: SocketAddr,
+    metrics: &Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> (Arc<OpsState>, JoinHandle<anyhow::Result<()>>) {
+    let ops = Arc::new(OpsState {
+        metrics: Arc::clone(metrics),
+        nats_connected: AtomicBool::new(false),
+        edge_reachable: AtomicBool::new(false),
+    });
+    let task = tokio::spawn(ops::serve(addr, Arc::clone(&ops), async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }));
+    (ops, task)
+}
+
+/// Starts reading the games subjects ahead of the durable consumer (see
+/// [`games`]), until `stop` flips. When no games subject is consumed there
+/// is no `games` event to wait for, so rounds of unknown games are given up
+/// on their delivery count alone and no reader runs.
+fn read_games_ahead(
+    js: &jetstream::Context,
+    config: &Config,
+    checked: &Checked,
+    stop: watch::Receiver<bool>,
+) -> (Arc<Learned>, Option<JoinHandle<()>>) {
+    let games_subjects = games::games_subjects(&checked.subjects);
+    if games_subjects.is_empty() {
+        return (Arc::new(Learned::nothing_to_read()), None);
+    }
+    let learned = Arc::new(Learned::default());
+    let task = tokio::spawn(games::read_ahead(
+        js.clone(),
+        config.stream.clone(),
+        games_subjects,
+        config.prefix.clone(),
+        Arc::clone(&learned),
+        stop,
+    ));
+    (learned, Some(task))
+}
+
+/// Background probes until `stop` flips: the edge's health (for `/readyz`)
+/// and the consumer's lag (for `/metrics`), every 5 s. Apart from the pull
+/// loop, so a slow edge or JetStream answer never holds up a round.
+fn probe(
+    edge: EdgeClient,
+    ops: Arc<OpsState>,
+    mut consumer: PullConsumer,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            ops.edge_reachable
+                .store(edge.healthy().await, Ordering::Relaxed);
+            if let Ok(info) = consumer.info().await {
+                ops.metrics
+                    .consumer_pending
+                    .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+                ops.metrics
+                    .consumer_ack_pending
+                    .set(i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX));
+            }
+        }
+    })
+}
+
+/// What every lane shares, from the configuration. `stopping` is how a lane
+/// learns to make one last attempt instead of retrying.
+fn lane_ctx(
+    config: &Config,
+    edge: EdgeClient,
+    metrics: Arc<Metrics>,
+    js: &jetstream::Context,
+    stopping: watch::Receiver<bool>,
+) -> Ctx {
+    Ctx {
+        edge,
+        metrics,
+        js: js.clone(),
+        dead_letter_prefix: config.dead_letter_prefix.clone(),
+        batch_max: config.batch_max,
+        batch_max_bytes: config.batch_max_bytes,
+        linger: config.linger(),
+        retry_min: Duration::from_millis(config.retry_min_ms),
+        retry_max: Duration::from_millis(config.retry_max_ms),
+        stopping,
+        ack_wait: Duration::from_secs(config.ack_wait_secs),
+    }
+}
+
+/// Pulls from the durable consumer and dispatches every message, in stream
+/// order, until `shutdown` resolves. Only shutdown ends it: a pull that
+/// cannot start or that ends (NATS reconnecting, the server restarted) is
+/// started again, since the consumer keeps our place.
+async fn pull_and_dispatch(
+    consumer: &PullConsumer,
+    batch_max: usize,
+    dispatcher: &mut Dispatcher,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
-    'outer: loop {
+    loop {
         let mut messages = match consumer
             .stream()
-            .max_messages_per_batch(config.batch_max)
+            .max_messages_per_batch(batch_max)
             .messages()
             .await
         {
@@ -359,50 +471,84 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             Err(err) => {
                 warn!(error = %err, "cannot pull from the consumer: retrying");
                 tokio::select! {
-                    _ = &mut shutdown => break 'outer,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'outer,
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
-        loop {
-            let next = tokio::select! {
-                _ = &mut shutdown => break 'outer,
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => dispatcher.dispatch(message).await,
-                Some(Err(err)) => {
-                    // Not fatal (a missed heartbeat, a reconnect in progress);
-                    // pause briefly so a persistent error cannot spin.
-                    warn!(error = %err, "pull error: continuing");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                None => {
-                    warn!("pull stream ended: starting a new one");
-                    continue 'outer;
-                }
+        if dispatch_pulled(&mut messages, dispatcher, &mut shutdown)
+            .await
+            .is_break()
+        {
+            return;
+        }
+    }
+}
+
+/// Dispatches what one pull yields until it ends (`Continue`: pull again)
+/// or `shutdown` resolves (`Break`). Errors within a pull are not fatal.
+async fn dispatch_pulled(
+    messages: &mut pull::Stream,
+    dispatcher: &mut Dispatcher,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> ControlFlow<()> {
+    loop {
+        let next = tokio::select! {
+            _ = &mut *shutdown => return ControlFlow::Break(()),
+            next = messages.next() => next,
+        };
+        match next {
+            Some(Ok(message)) => dispatcher.dispatch(message).await,
+            Some(Err(err)) => {
+                // Not fatal (a missed heartbeat, a reconnect in progress);
+                // pause briefly so a persistent error cannot spin.
+                warn!(error = %err, "pull error: continuing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None => {
+                warn!("pull stream ended: starting a new one");
+                return ControlFlow::Continue(());
             }
         }
     }
+}
 
-    info!("stopping: finishing in-flight batches");
-    let _ = stop_tx.send(true);
-    dispatcher.lanes.close().await;
-    let _ = probes.await;
-    if let Some(task) = read_ahead {
-        let _ = task.await;
+/// What `run` started, to be stopped in the order [`Running::stop`] keeps.
+struct Running {
+    /// Flips every background task and lane to stopping.
+    stop: watch::Sender<bool>,
+    lanes: Lanes,
+    probes: JoinHandle<()>,
+    read_ahead: Option<JoinHandle<()>>,
+    client: async_nats::Client,
+    ops_task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// The shutdown sequence, once pulling stopped: one last attempt per
+    /// lane (failures nak'd), then the background tasks, then the acks
+    /// flushed before NATS is drained, and the ops endpoints last, so they
+    /// answer until ingest is done.
+    async fn stop(self) -> anyhow::Result<()> {
+        info!("stopping: finishing in-flight batches");
+        let _ = self.stop.send(true);
+        self.lanes.close().await;
+        let _ = self.probes.await;
+        if let Some(task) = self.read_ahead {
+            let _ = task.await;
+        }
+        // Acks are publishes: wait until the server has every one of them.
+        // `drain` only starts closing the connection and returns at once, so a
+        // process exiting right after it could take the last acks with it (the
+        // next ingest would then deliver those rounds again).
+        if let Err(err) = self.client.flush().await {
+            warn!(error = %err, "could not flush the last acks: their rounds may be delivered again");
+        }
+        self.client.drain().await.context("draining NATS")?;
+        let _ = self.ops_task.await;
+        info!("stopped");
+        Ok(())
     }
-    // Acks are publishes: wait until the server has every one of them.
-    // `drain` only starts closing the connection and returns at once, so a
-    // process exiting right after it could take the last acks with it (the
-    // next ingest would then deliver those rounds again).
-    if let Err(err) = client.flush().await {
-        warn!(error = %err, "could not flush the last acks: their rounds may be delivered again");
-    }
-    client.drain().await.context("draining NATS")?;
-    let _ = ops_task.await;
-    info!("stopped");
-    Ok(())
 }
 
 /// The games registry, from the `games` table's change events, kept in a

@@ -1,4 +1,4 @@
-//! The local stand-in for Upstash Redis (DESIGN §3.8): a real `redis-server`
+//! The local stand-in for Upstash Redis (docs/protocol.md#per-key-limits-and-usage): a real `redis-server`
 //! on a unix socket, and `upstash-local` (this package's binary) speaking
 //! Upstash's REST protocol in front of it. The Worker is given
 //! [`UpstashLocal::worker_vars`].

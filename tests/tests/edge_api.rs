@@ -137,7 +137,7 @@ async fn every_error_is_json_with_the_right_status() {
             .text()
             .await
             .unwrap(),
-        r#"{"status":"ok","limits":"off"}"#
+        r#"{"status":"ok","limits":"off","config":"ok"}"#
     );
 
     // Ingest route: bad signature and malformed batches store nothing.

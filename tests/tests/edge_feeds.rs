@@ -1,5 +1,5 @@
 //! An isolate's clients of one stream share one feed socket to its object
-//! (`worker/src/feed.rs`), under `wrangler dev` (one isolate locally): the
+//! (`worker/src/clients/feed.rs`, deciding with `worker/src/fanout/feed.rs`), under `wrangler dev` (one isolate locally): the
 //! object holds one socket however many clients read, and when the client
 //! whose request holds the socket leaves, another takes it over without a
 //! client missing or repeating a frame, also while rounds are stored.

@@ -344,4 +344,55 @@ async fn placeholder_secrets_close_what_they_protect() {
     .unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("replace-with-a-long"), "never the value");
+    // `/healthz` names them, never their values.
+    assert_eq!(
+        health(&edge).await,
+        r#"{"status":"ok","limits":"off","config":["ADMIN_TOKEN","INGEST_SECRET"]}"#
+    );
+}
+
+/// The body of `GET /healthz`.
+async fn health(edge: &Edge) -> String {
+    let response = edge.http.get(edge.url("/healthz")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+/// A variable the Worker cannot use is never silent: the log names it, its
+/// value and what is used instead, `/healthz` lists its name, and a safety
+/// setting with a typo fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_variables_are_named_and_safety_settings_fail_closed() {
+    let edge = Edge::start(&[
+        ("HEARTBEAT_SECS", "fifteen"),
+        ("LIMITS_FAIL", "clsoed"),
+        ("ALLOW_FAULTS", "yes"),
+    ])
+    .await
+    .unwrap();
+    let health: serde_json::Value = serde_json::from_str(&health(&edge).await).unwrap();
+    assert_eq!(
+        health["config"],
+        serde_json::json!(["HEARTBEAT_SECS", "LIMITS_FAIL", "ALLOW_FAULTS"]),
+        "{health}"
+    );
+    // ALLOW_FAULTS=yes is not 1: the fault routes do not exist.
+    let (status, _) = edge
+        .admin(reqwest::Method::PUT, "/admin/faults/directory", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+    let log = edge.worker.proc.log_path().to_path_buf();
+    wait_for("the reasons in the log", TIMEOUT, || async {
+        (occurrences(
+            &log,
+            r#"HEARTBEAT_SECS="fifteen" is not a number; using 15"#,
+        ) == 1
+            && occurrences(
+                &log,
+                r#"LIMITS_FAIL="clsoed" is none of open, closed; using closed"#,
+            ) == 1)
+            .then_some(())
+    })
+    .await
+    .unwrap();
 }

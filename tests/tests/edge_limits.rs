@@ -1,4 +1,4 @@
-//! Per-key limits, usage and browser tokens at the edge (DESIGN §3.8), against
+//! Per-key limits, usage and browser tokens at the edge (docs/protocol.md#per-key-limits-and-usage), against
 //! real workerd (wrangler dev) and a real redis-server behind `upstash-local`.
 //! Upstash itself is the one part that cannot run here; `upstash-local` speaks
 //! its REST protocol (checked against Upstash's own JS client in
@@ -124,7 +124,7 @@ async fn stream_limit_refuses_the_third_and_readmits_after_one_closes() {
     let edge = &limited.edge;
     assert_eq!(
         get(edge, "/healthz").await.2,
-        json!({"status": "ok", "limits": "on", "limits_failed_open": 0})
+        json!({"status": "ok", "limits": "on", "limits_failed_open": 0, "config": "ok"})
     );
     let (a, a_id) = edge
         .create_key(json!({"name": "a", "max_streams": 2}))
@@ -340,7 +340,7 @@ async fn without_upstash_limits_are_off() {
     let edge = Edge::start(&[]).await.unwrap();
     assert_eq!(
         get(&edge, "/healthz").await.2,
-        json!({"status": "ok", "limits": "off"})
+        json!({"status": "ok", "limits": "off", "config": "ok"})
     );
     let (key, id) = edge
         .create_key(json!({"name": "x", "max_streams": 1}))

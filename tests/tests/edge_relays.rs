@@ -1,4 +1,4 @@
-//! Audiences past one object (DESIGN §3.7b), under `wrangler dev` with a
+//! Audiences past one object (docs/protocol.md#relays-and-feeds), under `wrangler dev` with a
 //! small `RELAY_CAPACITY` and a feed socket per client: subscribers spread over relays with no object
 //! over capacity, and a client through a relay gets byte for byte what it
 //! would get from the stream object, also when it subscribes while rounds

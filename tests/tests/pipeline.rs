@@ -68,7 +68,7 @@ async fn rows_committed_in_postgres_reach_sse_clients() {
         expected("initial", 99, r#"{"multiplier": 3}"#, &round["timestamp"])
     );
 
-    // INSERT → `message` with the exact round of DESIGN §3.1.
+    // INSERT → `message` with the exact round of docs/protocol.md#the-round.
     let before_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 - 1000;
     pg.sql(
         "games",

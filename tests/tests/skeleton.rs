@@ -23,7 +23,7 @@ use shared::{EventKind, IngestBatch, Round, RoundEvent, signature};
 const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The round of `tests/fixtures/debezium/rounds-insert.json`, exactly as
-/// DESIGN §3.1 shapes it.
+/// docs/protocol.md#the-round shapes it.
 const ROUND_JSON: &str = r#"{"round_id":3,"game_id":7,"game_slug":"crash-classic","game_type":"crash","finished_at":"2026-11-21T05:01:02.500000Z","extras":"{\"seed\": \"b7c9\", \"players\": 9, \"multiplier\": 1.07}","timestamp":1795239260008}"#;
 
 fn now_unix() -> i64 {
@@ -57,7 +57,7 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
     let base = stack.edge.worker.url.clone();
     let stream_url = format!("{base}/sse/crash-classic?api_key={}", stack.api_key);
 
-    // A stranger's key, and no key at all: 401 with the JSON of DESIGN §3.3.
+    // A stranger's key, and no key at all: 401 with the JSON of docs/protocol.md#errors.
     let wrong = format!(
         "{base}/sse/crash-classic?api_key=sk_test_{}",
         "W".repeat(40)
@@ -146,7 +146,7 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
         .expect("GET /healthz");
     assert_eq!(
         response.text().await.expect("body"),
-        r#"{"status":"ok","limits":"on","limits_failed_open":0}"#
+        r#"{"status":"ok","limits":"on","limits_failed_open":0,"config":"ok"}"#
     );
 
     // A client connects before the round exists: `retry:` only, no `initial`

@@ -1,4 +1,4 @@
-//! `upstash-local` (DESIGN §3.8) in front of a real redis-server: Upstash's
+//! `upstash-local` (docs/protocol.md#per-key-limits-and-usage) in front of a real redis-server: Upstash's
 //! own JS client against it, and the protocol's shapes byte for byte.
 
 // A failed expectation is a failed test: panicking is the point here.

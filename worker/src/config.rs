@@ -1,13 +1,27 @@
-//! Binding names (as in `wrangler.toml`) and tunables read from `[vars]`.
+//! Binding names (as in `wrangler.toml`) and the one checked configuration,
+//! read from `[vars]` and secrets once per isolate ([`get`]).
+//!
+//! A value that cannot be used is never silent: [`Config::parse`] names the
+//! variable, the value (never a secret's) and what is used instead; [`get`]
+//! logs that once, and `/healthz` lists the names. A safety setting with a
+//! bad value fails closed: `LIMITS_FAIL` refuses, `ALLOW_FAULTS` stays off,
+//! a weak or missing secret closes what it protects.
+//!
+//! Every variable, its default and its range are in `docs/protocol.md`
+//! ("The Worker's configuration").
 
+use std::fmt::Display;
+use std::rc::Rc;
+use std::str::FromStr;
 use std::time::Duration;
+
 use worker::Env;
 
 /// KV namespace holding `key:<sha256>` → API key record.
 pub(crate) const KEYS: &str = "KEYS";
 /// Durable Object namespace of the per-game and per-type streams.
 pub(crate) const STREAMS: &str = "STREAMS";
-/// Durable Object namespace of the streams' relays (DESIGN §3.7b).
+/// Durable Object namespace of the streams' relays.
 pub(crate) const RELAYS: &str = "RELAYS";
 /// Durable Object namespace of the games directory.
 pub(crate) const DIRECTORY: &str = "DIRECTORY";
@@ -17,37 +31,48 @@ pub(crate) const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub(crate) const INGEST_SECRET: &str = "INGEST_SECRET";
 /// Secret that signs browser tokens (`st_…`).
 pub(crate) const TOKEN_SECRET: &str = "TOKEN_SECRET";
-/// Upstash's own secret names: the REST endpoint and its token (DESIGN §3.8).
+/// Upstash's own secret names: the REST endpoint and its token.
 pub(crate) const UPSTASH_URL: &str = "UPSTASH_REDIS_REST_URL";
 /// See [`UPSTASH_URL`].
 pub(crate) const UPSTASH_TOKEN: &str = "UPSTASH_REDIS_REST_TOKEN";
 
-/// Most subscriber sockets on one object (a stream object or a relay) before
-/// new subscribers go to (further) relays: `RELAY_CAPACITY`, default 10 000,
-/// at most 32 000 (the runtime refuses a socket past 32 768 per object).
-pub(crate) fn relay_capacity(env: &Env) -> usize {
-    env.var("RELAY_CAPACITY")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse::<usize>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(10_000)
-        .min(32_000)
+/// Most sockets one object may hold: the runtime refuses a socket past
+/// 32 768 per object, and `accept_websocket_with_tags` would then panic.
+const MAX_RELAY_CAPACITY: u64 = 32_000;
+
+/// Where the configuration is read from: the Worker's `Env`, or a map in
+/// tests.
+pub(crate) trait Source {
+    /// A plain variable of `[vars]`.
+    fn var(&self, name: &str) -> Option<String>;
+    /// A secret; a plain variable of that name counts too (wrangler exposes
+    /// `.dev.vars` entries and `--var` flags as either, depending on version).
+    fn secret(&self, name: &str) -> Option<String>;
 }
 
-/// Whether fault injection for tests is on: the `ALLOW_FAULTS` variable is
-/// `1`, which the deployed environments never set (a test checks).
-pub(crate) fn faults_allowed(env: &Env) -> bool {
-    env.var("ALLOW_FAULTS")
-        .is_ok_and(|v| v.to_string().trim() == "1")
+impl Source for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        Env::var(self, name).ok().map(|v| v.to_string())
+    }
+
+    fn secret(&self, name: &str) -> Option<String> {
+        Env::secret(self, name)
+            .map(|s| s.to_string())
+            .ok()
+            .or_else(|| Source::var(self, name))
+    }
 }
 
-/// Whether the fault variable `name` is set to `value`, where faults are
-/// allowed at all. Objects read it once, when they are built, not per call.
-pub(crate) fn fault(env: &Env, name: &str, value: &str) -> bool {
-    faults_allowed(env) && env.var(name).is_ok_and(|v| v.to_string().trim() == value)
+/// A variable that could not be used as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// The variable's name (`/healthz` lists these, never values).
+    pub(crate) name: &'static str,
+    /// What was wrong and what is used instead, for the log.
+    pub(crate) message: String,
 }
 
-/// Tunables of a stream, with the defaults of DESIGN §3.2 and §3.7.
+/// Tunables of a stream.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamConfig {
     /// Interval of `: heartbeat` comments written by the Worker.
@@ -65,31 +90,8 @@ pub(crate) struct StreamConfig {
     pub(crate) key_cache: Duration,
 }
 
-impl StreamConfig {
-    /// Reads `HEARTBEAT_SECS`, `RETRY_MS`, `HISTORY_LIMIT`, `MAX_QUEUED_BYTES`,
-    /// `KEY_RECHECK_SECS` and `KEY_CACHE_SECS`,
-    /// falling back to the defaults for anything missing or unreadable.
-    pub(crate) fn from_env(env: &Env) -> Self {
-        let num = |name: &str, default: u64| -> u64 {
-            env.var(name)
-                .ok()
-                .and_then(|v| v.to_string().trim().parse::<u64>().ok())
-                .filter(|v| *v > 0)
-                .unwrap_or(default)
-        };
-        Self {
-            heartbeat: Duration::from_secs(num("HEARTBEAT_SECS", 15)),
-            retry_ms: num("RETRY_MS", 3000),
-            history_limit: u32::try_from(num("HISTORY_LIMIT", 1000)).unwrap_or(1000),
-            max_queued_bytes: num("MAX_QUEUED_BYTES", 4 * 1024 * 1024),
-            key_recheck: Duration::from_secs(num("KEY_RECHECK_SECS", 20)),
-            key_cache: Duration::from_secs(num("KEY_CACHE_SECS", 10)),
-        }
-    }
-}
-
-/// How per-key limits are enforced (DESIGN §3.8), from `[vars]` and secrets.
-#[derive(Debug, Clone)]
+/// How per-key limits are enforced.
+#[derive(Clone)]
 pub(crate) struct LimitsConfig {
     /// The Upstash endpoint and token; `None`: limits are off.
     pub(crate) upstash: Option<(String, String)>,
@@ -99,7 +101,8 @@ pub(crate) struct LimitsConfig {
     /// giving a slot back must not fail just because Upstash is slower than
     /// an admission may wait.
     pub(crate) background_timeout: Duration,
-    /// `LIMITS_FAIL=closed`: answer 503 when Upstash cannot be asked.
+    /// `LIMITS_FAIL=closed` (or a value that is neither `open` nor
+    /// `closed`): answer 503 when Upstash cannot be asked.
     pub(crate) fail_closed: bool,
     /// Limits of keys that have none of their own.
     pub(crate) defaults: shared::limits::Limits,
@@ -110,62 +113,262 @@ pub(crate) struct LimitsConfig {
     pub(crate) refresh_every: Duration,
 }
 
-impl LimitsConfig {
-    /// Reads `UPSTASH_REDIS_REST_URL`/`_TOKEN`, `LIMITS_TIMEOUT_MS`,
-    /// `LIMITS_FAIL` and the `DEFAULT_*` limits.
-    pub(crate) fn from_env(env: &Env) -> Self {
-        let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
-        let num = |name: &str, default: u32| -> u32 {
-            var(name)
-                .and_then(|v| v.trim().parse::<u32>().ok())
-                .unwrap_or(default)
+/// The feeds: an isolate's clients of a stream sharing one socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FeedConfig {
+    /// `FEED_GROUP`: most clients sharing one feed socket (0: no limit).
+    pub(crate) group: usize,
+    /// `FEED_ROTATE_AFTER`: frames a socket's owner hands to members before
+    /// another member takes the socket over.
+    pub(crate) rotate_after: u64,
+}
+
+/// Fault injection for tests: only where `ALLOW_FAULTS=1`, which the
+/// deployed environments never set (a test checks).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Faults {
+    /// `ALLOW_FAULTS=1`: the fault routes exist.
+    pub(crate) allowed: bool,
+    /// `FAULT_SUBSCRIBE=hang-once`: a stream object's first subscription
+    /// is never answered.
+    pub(crate) subscribe_hangs_once: bool,
+    /// `FAULT_RELAY_PUSH=hang`: relays never answer a push.
+    pub(crate) relay_pushes_hang: bool,
+}
+
+/// The Worker's whole configuration. Not `Debug`: it holds the secrets.
+pub(crate) struct Config {
+    /// Streams (heartbeats, history, keys).
+    pub(crate) stream: StreamConfig,
+    /// Per-key limits.
+    pub(crate) limits: LimitsConfig,
+    /// Feeds.
+    pub(crate) feed: FeedConfig,
+    /// Most subscriber sockets on one object (a stream object or a relay)
+    /// before new subscribers go to (further) relays.
+    pub(crate) relay_capacity: usize,
+    /// Fault injection.
+    pub(crate) faults: Faults,
+    /// `ADMIN_TOKEN`, when set and strong; the admin routes are closed
+    /// otherwise.
+    pub(crate) admin_token: Option<String>,
+    /// `INGEST_SECRET`, when set and strong; ingest is refused otherwise.
+    pub(crate) ingest_secret: Option<String>,
+    /// `TOKEN_SECRET`, when set and strong; browser tokens are off otherwise.
+    pub(crate) token_secret: Option<String>,
+    /// What could not be used as given.
+    pub(crate) problems: Vec<Problem>,
+}
+
+/// Reads variables, collecting what could not be used.
+struct Reader<'a, S: Source + ?Sized> {
+    source: &'a S,
+    problems: Vec<Problem>,
+}
+
+impl<S: Source + ?Sized> Reader<'_, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.source
+            .var(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, name: &'static str, message: String) {
+        self.problems.push(Problem { name, message });
+    }
+
+    /// A number in `min..=max`; `default` when unset. A value that is not a
+    /// number gets `default`, one out of range the nearest bound.
+    fn number<T>(&mut self, name: &'static str, default: T, min: T, max: T) -> T
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+    {
+        let Some(raw) = self.var(name) else {
+            return default;
         };
-        let upstash = match (secret(env, UPSTASH_URL), secret(env, UPSTASH_TOKEN)) {
+        match raw.parse::<T>() {
+            Ok(value) if value < min => {
+                self.problem(name, format!("{name}={raw} is below {min}; using {min}"));
+                min
+            }
+            Ok(value) if value > max => {
+                self.problem(name, format!("{name}={raw} is above {max}; using {max}"));
+                max
+            }
+            Ok(value) => value,
+            Err(_) => {
+                self.problem(
+                    name,
+                    format!("{name}={raw:?} is not a number; using {default}"),
+                );
+                default
+            }
+        }
+    }
+
+    /// One of `choices` (case-insensitive), `default` when unset; any other
+    /// value gets `fallback`.
+    fn choice(
+        &mut self,
+        name: &'static str,
+        choices: &[&'static str],
+        default: &'static str,
+        fallback: &'static str,
+    ) -> &'static str {
+        let Some(raw) = self.var(name) else {
+            return default;
+        };
+        match choices.iter().find(|c| c.eq_ignore_ascii_case(&raw)) {
+            Some(choice) => choice,
+            None => {
+                self.problem(
+                    name,
+                    format!(
+                        "{name}={raw:?} is none of {}; using {fallback}",
+                        choices.join(", ")
+                    ),
+                );
+                fallback
+            }
+        }
+    }
+
+    fn secret(&self, name: &str) -> Option<String> {
+        self.source.secret(name).filter(|s| !s.is_empty())
+    }
+
+    /// A signing secret or token that must be set and strong
+    /// ([`shared::secret::check`]); otherwise `None`, with the reason (never
+    /// the value). What depends on it stays closed.
+    fn required_secret(&mut self, name: &'static str) -> Option<String> {
+        let Some(value) = self.secret(name) else {
+            self.problem(
+                name,
+                format!("{name} is not configured: what it protects is closed"),
+            );
+            return None;
+        };
+        self.strong(name, value)
+    }
+
+    fn strong(&mut self, name: &'static str, value: String) -> Option<String> {
+        // `check` also requires `shared::token::MIN_SECRET_LEN` characters.
+        match shared::secret::check(name, &value) {
+            Ok(()) => Some(value),
+            Err(why) => {
+                self.problem(
+                    name,
+                    format!("{why}; what it protects is closed until it is replaced"),
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks every variable and secret.
+    pub(crate) fn parse(source: &(impl Source + ?Sized)) -> Self {
+        let mut r = Reader {
+            source,
+            problems: Vec::new(),
+        };
+        let secs = |n: u64| Duration::from_secs(n);
+        let stream = StreamConfig {
+            heartbeat: secs(r.number("HEARTBEAT_SECS", 15, 1, 3600)),
+            retry_ms: r.number("RETRY_MS", 3000, 1, 3_600_000),
+            history_limit: r.number("HISTORY_LIMIT", 1000, 1, 1_000_000),
+            max_queued_bytes: r.number("MAX_QUEUED_BYTES", 4 * 1024 * 1024, 1, 1 << 30),
+            key_recheck: secs(r.number("KEY_RECHECK_SECS", 20, 1, 3600)),
+            key_cache: secs(r.number("KEY_CACHE_SECS", 10, 1, 3600)),
+        };
+        let upstash = match (r.secret(UPSTASH_URL), r.secret(UPSTASH_TOKEN)) {
             (Some(url), Some(token)) => Some((url.trim_end_matches('/').to_string(), token)),
-            _ => None,
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                r.problem(
+                    UPSTASH_URL,
+                    format!("only one of {UPSTASH_URL} and {UPSTASH_TOKEN} is set; limits are off"),
+                );
+                None
+            }
         };
-        let heartbeat = StreamConfig::from_env(env).heartbeat;
-        let timeout = Duration::from_millis(u64::from(num("LIMITS_TIMEOUT_MS", 200).max(1)));
-        Self {
+        let timeout = Duration::from_millis(r.number("LIMITS_TIMEOUT_MS", 200, 1, 60_000));
+        let fail = r.choice("LIMITS_FAIL", &["open", "closed"], "open", "closed");
+        let limits = LimitsConfig {
             upstash,
             timeout,
             background_timeout: timeout.max(Duration::from_secs(5)),
-            fail_closed: var("LIMITS_FAIL")
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("closed")),
+            fail_closed: fail == "closed",
             defaults: shared::limits::Limits {
-                max_streams: num("DEFAULT_MAX_STREAMS", 0),
-                connects_per_minute: num("DEFAULT_CONNECTS_PER_MINUTE", 0),
-                requests_per_minute: num("DEFAULT_REQUESTS_PER_MINUTE", 0),
+                max_streams: r.number("DEFAULT_MAX_STREAMS", 0, 0, u32::MAX),
+                connects_per_minute: r.number("DEFAULT_CONNECTS_PER_MINUTE", 0, 0, u32::MAX),
+                requests_per_minute: r.number("DEFAULT_REQUESTS_PER_MINUTE", 0, 0, u32::MAX),
             },
-            lease_ttl: heartbeat * 2,
-            refresh_every: heartbeat,
+            lease_ttl: stream.heartbeat * 2,
+            refresh_every: stream.heartbeat,
+        };
+        let feed = FeedConfig {
+            group: r.number("FEED_GROUP", 0, 0, usize::MAX),
+            rotate_after: r.number("FEED_ROTATE_AFTER", 200_000, 1, u64::MAX),
+        };
+        let relay_capacity = r.number("RELAY_CAPACITY", 10_000, 1, MAX_RELAY_CAPACITY) as usize;
+        let allowed = r.choice("ALLOW_FAULTS", &["0", "1"], "0", "0") == "1";
+        let faults = if allowed {
+            Faults {
+                allowed,
+                subscribe_hangs_once: r.choice("FAULT_SUBSCRIBE", &["hang-once"], "", "")
+                    == "hang-once",
+                relay_pushes_hang: r.choice("FAULT_RELAY_PUSH", &["hang"], "", "") == "hang",
+            }
+        } else {
+            Faults::default()
+        };
+        let admin_token = r.required_secret(ADMIN_TOKEN);
+        let ingest_secret = r.required_secret(INGEST_SECRET);
+        // Browser tokens are optional: unset, they are off (said once).
+        let token_secret = r
+            .secret(TOKEN_SECRET)
+            .and_then(|value| r.strong(TOKEN_SECRET, value));
+        Self {
+            stream,
+            limits,
+            feed,
+            relay_capacity,
+            faults,
+            admin_token,
+            ingest_secret,
+            token_secret,
+            problems: r.problems,
         }
+    }
+
+    /// The names of the variables in error, for `/healthz`.
+    pub(crate) fn problem_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.problems.iter().map(|p| p.name).collect();
+        names.dedup();
+        names
     }
 }
 
-/// Reads a secret, accepting a plain var too (wrangler exposes `.dev.vars`
-/// entries and `--var` flags as either, depending on version).
-pub(crate) fn secret(env: &Env, name: &str) -> Option<String> {
-    env.secret(name)
-        .map(|s| s.to_string())
-        .or_else(|_| env.var(name).map(|v| v.to_string()))
-        .ok()
-        .filter(|s| !s.is_empty())
+/// The isolate's configuration, read from `env` on first use; its problems
+/// are logged then, once per isolate.
+pub(crate) fn get(env: &Env) -> Rc<Config> {
+    crate::isolate::get_or(|| {
+        let config = Config::parse(env);
+        for problem in &config.problems {
+            worker::console_error!("config: {}", problem.message);
+        }
+        if config.limits.upstash.is_none() {
+            worker::console_log!("limits: off ({UPSTASH_URL} / {UPSTASH_TOKEN} not set)");
+        }
+        if config.token_secret.is_none() {
+            worker::console_log!("tokens: off ({TOKEN_SECRET} not set or not strong)");
+        }
+        config
+    })
 }
 
-/// A signing secret or token (`INGEST_SECRET`, `ADMIN_TOKEN`, `TOKEN_SECRET`)
-/// that is set and strong ([`shared::secret::check`]); otherwise `None`, with
-/// the reason in the log (never the value). What depends on it stays closed.
-pub(crate) fn strong_secret(env: &Env, name: &'static str) -> Option<String> {
-    let Some(value) = secret(env, name) else {
-        worker::console_error!("{name} is not configured: what it protects is closed");
-        return None;
-    };
-    match shared::secret::check(name, &value) {
-        Ok(()) => Some(value),
-        Err(why) => {
-            worker::console_error!("{why}; what it protects is closed until it is replaced");
-            None
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

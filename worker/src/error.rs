@@ -1,7 +1,122 @@
-//! One error type for every handler, rendered as the JSON of DESIGN §3.3.
+//! The Worker's errors.
+//!
+//! - [`Error`]: a failure between the Worker's own parts (the runtime, KV,
+//!   the Durable Objects, Upstash), with a [`Kind`] that callers decide on:
+//!   whether to retry, and what the client is told. Its context goes to the
+//!   log, never to a client.
+//! - [`ApiError`]: what a client is told, rendered as the JSON error body of
+//!   `docs/protocol.md` ("Errors"). The HTTP status and code of every
+//!   [`Kind`] are decided in one place, `From<Error> for ApiError`.
+
+use std::fmt;
 
 use shared::error::{ErrorBody, ErrorCode};
 use worker::{Headers, Response};
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A part did not answer within its bound: trying again may work.
+    Timeout,
+    /// The runtime or a part failed to carry the call (a network or
+    /// runtime error, a part restarting): trying again may work.
+    Unavailable,
+    /// A part answered and refused the call: the same call will be
+    /// refused again.
+    Refused,
+    /// An answer that could not be read: a bug or two versions that
+    /// disagree. Retrying does not help.
+    Protocol,
+}
+
+impl Kind {
+    /// Whether trying the same call again may succeed.
+    pub(crate) fn is_transient(self) -> bool {
+        matches!(self, Self::Timeout | Self::Unavailable)
+    }
+}
+
+/// A failure between the Worker's parts (see the module documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct Error {
+    kind: Kind,
+    context: String,
+}
+
+/// Result of calls between the Worker's parts.
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An error of `kind`; `context` says what was being done, for the log.
+    pub(crate) fn new(kind: Kind, context: impl Into<String>) -> Self {
+        Self {
+            kind,
+            context: context.into(),
+        }
+    }
+
+    /// See [`Kind::Timeout`].
+    pub(crate) fn timeout(context: impl Into<String>) -> Self {
+        Self::new(Kind::Timeout, context)
+    }
+
+    /// See [`Kind::Refused`].
+    pub(crate) fn refused(context: impl Into<String>) -> Self {
+        Self::new(Kind::Refused, context)
+    }
+
+    /// See [`Kind::Protocol`].
+    pub(crate) fn protocol(context: impl Into<String>) -> Self {
+        Self::new(Kind::Protocol, context)
+    }
+
+    /// The kind, for callers that decide on it.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Timeout => "timed out",
+            Kind::Unavailable => "unavailable",
+            Kind::Refused => "refused",
+            Kind::Protocol => "unreadable answer",
+        };
+        write!(f, "{kind}: {}", self.context)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The runtime's errors carry no kind: they are a call that did not go
+/// through.
+impl From<worker::Error> for Error {
+    fn from(err: worker::Error) -> Self {
+        Self::new(Kind::Unavailable, err.to_string())
+    }
+}
+
+impl From<worker::KvError> for Error {
+    fn from(err: worker::KvError) -> Self {
+        worker::Error::from(err).into()
+    }
+}
+
+/// Serialising our own types does not fail; if it ever does, it is a bug.
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Self::protocol(format!("JSON: {err}"))
+    }
+}
+
+/// A Durable Object's handler answers with the runtime's error type.
+impl From<Error> for worker::Error {
+    fn from(err: Error) -> Self {
+        worker::Error::RustError(err.to_string())
+    }
+}
 
 /// A failed request: what the client is told. Internal details go to the log,
 /// never into `message`.
@@ -14,7 +129,7 @@ pub(crate) struct ApiError {
 }
 
 /// Handler result.
-pub(crate) type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = std::result::Result<T, ApiError>;
 
 impl ApiError {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -27,6 +142,10 @@ impl ApiError {
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
@@ -52,25 +171,50 @@ impl ApiError {
     }
 }
 
-/// Runtime failures (KV, Durable Object stubs, streams) are logged and
-/// answered as 503 so callers retry: they are almost always transient.
+/// The one place a failure of the Worker's parts becomes a client's answer:
+/// logged with its context; a transient or refused call is a 503 with
+/// `Retry-After` (the client retries), an unreadable answer a 500.
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        worker::console_error!("{err}");
+        match err.kind {
+            Kind::Timeout | Kind::Unavailable | Kind::Refused => {
+                Self::unavailable("a dependency of the edge is unavailable, retry shortly")
+            }
+            Kind::Protocol => Self::new(ErrorCode::Internal, "internal error"),
+        }
+    }
+}
+
 impl From<worker::Error> for ApiError {
     fn from(err: worker::Error) -> Self {
-        worker::console_error!("runtime error: {err}");
-        Self::unavailable("a dependency of the edge is unavailable, retry shortly")
+        Error::from(err).into()
     }
 }
 
 impl From<worker::KvError> for ApiError {
     fn from(err: worker::KvError) -> Self {
-        worker::Error::from(err).into()
+        Error::from(err).into()
     }
 }
 
-/// Serialising our own types does not fail; if it ever does, it is a bug.
 impl From<serde_json::Error> for ApiError {
     fn from(err: serde_json::Error) -> Self {
-        worker::console_error!("serialisation failed: {err}");
-        Self::new(shared::error::ErrorCode::Internal, "internal error")
+        Error::from(err).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_kinds_are_retried() {
+        assert!(Kind::Timeout.is_transient());
+        assert!(Kind::Unavailable.is_transient());
+        assert!(!Kind::Refused.is_transient());
+        assert!(!Kind::Protocol.is_transient());
+        let err = Error::timeout("relay:game:crash:0 push 7");
+        assert_eq!(err.to_string(), "timed out: relay:game:crash:0 push 7");
     }
 }

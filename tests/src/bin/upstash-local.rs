@@ -1,5 +1,5 @@
 //! `upstash-local`: the Upstash Redis REST protocol in front of a real
-//! `redis-server` (DESIGN §3.8), so the Worker's limits, Upstash's own JS
+//! `redis-server` (docs/protocol.md#per-key-limits-and-usage), so the Worker's limits, Upstash's own JS
 //! client and our tests run against the real thing locally.
 //!
 //! ```text

@@ -1,20 +1,16 @@
-//! API key checks (DESIGN §3.4): the presented key is hashed and looked up in
-//! KV; the plaintext key is never stored, logged or echoed.
+//! The one place a request is admitted: its credential (an API key or a
+//! browser token), its origin, its scopes, and its key's limits.
 
 use shared::apikey::{self, ApiKeyRecord};
 use shared::cursor::StreamName;
 use shared::error::ErrorCode;
-use worker::{Date, Env, Request};
+use worker::{Env, Request};
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-use crate::keycache::{Decision, KeyCache};
-
-use crate::config::{KEYS, StreamConfig};
+use crate::access::limits::{self, LeaseHandle};
+use crate::access::{keys, tokens};
 use crate::error::{ApiError, ApiResult};
-use crate::limits::{self, LeaseHandle};
-use crate::{directory, tokens};
+use crate::objects::directory;
+use crate::platform::now_ms;
 
 /// A request whose key (or browser token) may read what it asked for.
 pub(crate) struct Admitted {
@@ -41,86 +37,7 @@ pub(crate) fn presented_key(req: &Request) -> Option<String> {
     {
         return Some(key.into_owned());
     }
-    let header = req.headers().get("authorization").ok().flatten()?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))?;
-    Some(token.trim().to_string())
-}
-
-thread_local! {
-    // Plain data, no I/O object, so sharing it across requests is allowed.
-    static CACHE: RefCell<KeyCache> = RefCell::new(KeyCache::default());
-}
-
-/// The key's record, `Ok(None)` if unknown. Answers from this isolate's cache
-/// (rules in [`crate::keycache`]): every open stream re-checks its key, and
-/// each KV read made inside a long-lived request also holds memory until
-/// that request ends (measured: about 4 KB per read), so 10 000 streams of
-/// one key cost one read per period instead of 10 000.
-pub(crate) async fn lookup(env: &Env, kv_key: &str) -> ApiResult<Option<ApiKeyRecord>> {
-    let ttl_ms = StreamConfig::from_env(env).key_cache.as_millis() as f64;
-    let now = Date::now().as_millis() as f64;
-    if let Decision::Use(record) =
-        CACHE.with(|cache| cache.borrow_mut().decide(kv_key, now, ttl_ms))
-    {
-        return Ok(record);
-    }
-    let record = match env.kv(KEYS)?.get(kv_key).json::<ApiKeyRecord>().await {
-        Ok(record) => record,
-        Err(err) => {
-            CACHE.with(|cache| cache.borrow_mut().failed(kv_key));
-            worker::console_error!("API key lookup failed: {err}");
-            return Err(ApiError::unavailable(
-                "API key store unavailable, retry shortly",
-            ));
-        }
-    };
-    let fetched = Date::now().as_millis() as f64;
-    CACHE.with(|cache| cache.borrow_mut().store(kv_key, record.clone(), fetched));
-    Ok(record)
-}
-
-thread_local! {
-    // Key id → `key:<sha256>`: never changes once written, so kept for good
-    // (bounded like the record cache).
-    static IDS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
-}
-
-/// `key:<sha256>` of the key with id `id` (KV `id:<id>`), `Ok(None)` if no
-/// such key. Used for browser tokens, which name their parent key by id.
-pub(crate) async fn kv_key_of_id(env: &Env, id: &str) -> ApiResult<Option<String>> {
-    if let Some(known) = IDS.with(|ids| ids.borrow().get(id).cloned()) {
-        return Ok(Some(known));
-    }
-    let Some(hash) = env
-        .kv(KEYS)?
-        .get(&format!("{}{id}", crate::admin::ID_PREFIX))
-        .text()
-        .await?
-    else {
-        return Ok(None);
-    };
-    let kv_key = format!("{}{hash}", apikey::KV_PREFIX);
-    IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
-        // Only ids of tokens whose tag verified get here: no junk floods it.
-        if ids.len() >= crate::keycache::KNOWN_MAX {
-            ids.clear();
-        }
-        ids.insert(id.to_string(), kv_key.clone());
-    });
-    Ok(Some(kv_key))
-}
-
-/// Drops a key from this isolate's cache (after the admin route changed it).
-pub(crate) fn forget(kv_key: &str) {
-    CACHE.with(|cache| cache.borrow_mut().forget(kv_key));
-}
-
-/// Whether a record is still good for an open stream.
-pub(crate) fn usable(record: &ApiKeyRecord) -> bool {
-    record.check_usable(Date::now().as_millis() as i64).is_ok()
+    crate::http::bearer(req)
 }
 
 /// Resolves the request's key, or answers 401 (missing, unknown, revoked,
@@ -141,9 +58,9 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
             return Err(unknown());
         }
         let kv_key = apikey::kv_key(&key);
-        let record = lookup(env, &kv_key).await?.ok_or_else(unknown)?;
+        let record = keys::lookup(env, &kv_key).await?.ok_or_else(unknown)?;
         record
-            .check_usable(Date::now().as_millis() as i64)
+            .check_usable(now_ms() as i64)
             .map_err(|why| ApiError::new(ErrorCode::InvalidApiKey, why.to_string()))?;
         (record, kv_key)
     };
@@ -170,7 +87,7 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
 }
 
 /// Authenticates, checks that the key may read every one of `streams`, and
-/// takes a slot under its stream limits (DESIGN §3.8).
+/// takes a slot under its stream limits.
 ///
 /// This is the one place a stream is admitted.
 pub(crate) async fn admit(req: &Request, env: &Env, streams: &[StreamName]) -> ApiResult<Admitted> {

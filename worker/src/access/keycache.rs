@@ -1,4 +1,4 @@
-//! The per-isolate cache of API key records (DESIGN §3.4), kept apart from
+//! The per-isolate cache of API key records, kept apart from
 //! the I/O so its rules can be tested natively.
 //!
 //! Rules:

@@ -1,9 +1,9 @@
-//! Per-key limits and usage at the edge (DESIGN §3.8), against Upstash Redis.
+//! Per-key limits and usage at the edge, against Upstash Redis.
 //!
 //! The rules and Redis commands are in `shared::limits`; this module sends
 //! them and applies the failure policy:
-//! - no Upstash configured: limits are off (said once in the log and by
-//!   `/healthz`);
+//! - no Upstash configured: limits are off (said once in the log by the
+//!   configuration, and by `/healthz`);
 //! - Upstash failing or slower than `LIMITS_TIMEOUT_MS`: admitted anyway
 //!   (fail open), counted, logged at most once a minute; with
 //!   `LIMITS_FAIL=closed`, 503 with `Retry-After` instead.
@@ -22,11 +22,12 @@ use shared::apikey::ApiKeyRecord;
 use shared::error::ErrorCode;
 use shared::limits::{self, Lease, Limits, Verdict};
 use shared::upstash::{self, Command};
-use worker::{Context, Date, Env};
+use worker::{Context, Env};
 
+use crate::access::upstash::client;
 use crate::config::LimitsConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::upstash::client;
+use crate::platform::{background, now_ms};
 
 /// A lease held by one open stream; give it back with [`release`].
 #[derive(Debug)]
@@ -38,8 +39,12 @@ struct Held {
     counted_ms: f64,
 }
 
+/// The isolate's leases and failure counters (see `crate::isolate`).
 #[derive(Default)]
-struct Isolate {
+pub(crate) struct Ledger(RefCell<LedgerState>);
+
+#[derive(Default)]
+struct LedgerState {
     leases: HashMap<u64, Held>,
     next: u64,
     /// Refresh period (ms), from the configuration of the last admission, so
@@ -49,53 +54,39 @@ struct Isolate {
     /// Start of the refresh in flight. A refresh whose request was cancelled
     /// never clears it, so it counts only for a bounded time.
     refreshing_since: Option<f64>,
-    said_off: bool,
     last_failure_log_ms: Option<f64>,
     /// Admissions let through because Upstash could not be asked.
     failed_open: u64,
     failures_since_log: u64,
 }
 
-thread_local! {
-    // Plain data only: workerd lets requests share it, not I/O objects.
-    static ISOLATE: RefCell<Isolate> = RefCell::new(Isolate::default());
+/// Runs `f` on the isolate's ledger.
+fn with<T>(f: impl FnOnce(&mut LedgerState) -> T) -> T {
+    f(&mut crate::isolate::get::<Ledger>().0.borrow_mut())
 }
 
-fn now_ms() -> f64 {
-    Date::now().as_millis() as f64
+fn config(env: &Env) -> LimitsConfig {
+    crate::config::get(env).limits.clone()
 }
 
-/// Whether limits are on (`/healthz`), saying once in the log when they are off.
+/// Whether limits are on (`/healthz`).
 pub(crate) fn enabled(env: &Env) -> bool {
-    is_on(&LimitsConfig::from_env(env))
+    is_on(&crate::config::get(env).limits)
 }
 
 fn is_on(config: &LimitsConfig) -> bool {
-    let on = config.upstash.is_some();
-    if !on {
-        ISOLATE.with(|i| {
-            let mut i = i.borrow_mut();
-            if !i.said_off {
-                i.said_off = true;
-                worker::console_log!(
-                    "limits: off (UPSTASH_REDIS_REST_URL / UPSTASH_REDIS_REST_TOKEN not set)"
-                );
-            }
-        });
-    }
-    on
+    config.upstash.is_some()
 }
 
 /// Admissions this isolate let through without asking Upstash (for `/healthz`).
 pub(crate) fn failed_open() -> u64 {
-    ISOLATE.with(|i| i.borrow().failed_open)
+    with(|i| i.failed_open)
 }
 
 /// Upstash could not be asked: the failure policy.
 fn unavailable(config: &LimitsConfig, err: &upstash::Error) -> ApiResult<()> {
     let now = now_ms();
-    ISOLATE.with(|i| {
-        let mut i = i.borrow_mut();
+    with(|i| {
         i.failed_open += u64::from(!config.fail_closed);
         i.failures_since_log += 1;
         let due = i
@@ -162,7 +153,7 @@ pub(crate) async fn admit_stream(
     env: &Env,
     record: &ApiKeyRecord,
 ) -> ApiResult<Option<LeaseHandle>> {
-    let config = LimitsConfig::from_env(env);
+    let config = config(env);
     if !is_on(&config) {
         return Ok(None);
     }
@@ -179,8 +170,7 @@ pub(crate) async fn admit_stream(
     if !ask(&config, command).await? {
         return Ok(None);
     }
-    let handle = ISOLATE.with(|i| {
-        let mut i = i.borrow_mut();
+    let handle = with(|i| {
         i.next += 1;
         i.refresh_every_ms = config.refresh_every.as_millis() as f64;
         let handle = i.next;
@@ -202,7 +192,7 @@ pub(crate) async fn admit_stream(
 
 /// Admits a REST request of `record`'s key (counts it in the day's usage).
 pub(crate) async fn admit_request(env: &Env, record: &ApiKeyRecord) -> ApiResult<()> {
-    let config = LimitsConfig::from_env(env);
+    let config = config(env);
     if !is_on(&config) {
         return Ok(());
     }
@@ -218,9 +208,9 @@ pub(crate) async fn admit_request(env: &Env, record: &ApiKeyRecord) -> ApiResult
 /// A lease id unique across isolates: random, as key ids are.
 fn lease_id() -> String {
     let mut bytes = [0u8; 12];
-    if crate::admin::random_bytes(&mut bytes).is_err() {
+    if crate::platform::random_bytes(&mut bytes).is_err() {
         // Without randomness, time and a counter still tell streams apart here.
-        return format!("t{}-{}", now_ms(), ISOLATE.with(|i| i.borrow().next));
+        return format!("t{}-{}", now_ms(), with(|i| i.next));
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -239,22 +229,19 @@ fn take_seconds(held: &mut Held, now: f64) -> Lease {
 /// counts their stream seconds, in one pipeline.
 pub(crate) fn tick(env: &Env, ctx: &Context) {
     let now = now_ms();
-    let due = ISOLATE.with(|i| {
-        let i = i.borrow();
-        !i.leases.is_empty() && now - i.last_refresh_ms >= i.refresh_every_ms - 50.0
-    });
+    let due =
+        with(|i| !i.leases.is_empty() && now - i.last_refresh_ms >= i.refresh_every_ms - 50.0);
     if !due {
         return;
     }
-    let config = LimitsConfig::from_env(env);
+    let config = config(env);
     let Some((url, token)) = config.upstash.clone() else {
         return;
     };
     let every = config.refresh_every.as_millis() as f64;
     // A refresh still "in flight" after this long was cancelled with its request.
     let stale = config.background_timeout.as_millis() as f64 * 2.0 + 1000.0;
-    let leases: Vec<Lease> = ISOLATE.with(|i| {
-        let mut i = i.borrow_mut();
+    let leases: Vec<Lease> = with(|i| {
         let busy = i.refreshing_since.is_some_and(|since| now - since < stale);
         if busy || i.leases.is_empty() || now - i.last_refresh_ms < every - 50.0 {
             return Vec::new();
@@ -270,11 +257,11 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
         return;
     }
     let commands = limits::refresh(&leases, now as i64, config.lease_ttl.as_millis() as i64);
-    crate::background::after_response(ctx, async move {
+    background::after_response(ctx, async move {
         let result = client(&url, &token, config.background_timeout)
             .pipeline(&commands)
             .await;
-        ISOLATE.with(|i| i.borrow_mut().refreshing_since = None);
+        with(|i| i.refreshing_since = None);
         if let Err(err) = result {
             worker::console_error!("limits: lease refresh failed: {err}");
         }
@@ -284,19 +271,18 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
 /// Gives a stream's lease back as it ends and counts its last seconds.
 pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
     let now = now_ms();
-    let Some(lease) = ISOLATE.with(|i| {
-        let mut i = i.borrow_mut();
+    let Some(lease) = with(|i| {
         let mut held = i.leases.remove(&handle.0)?;
         Some(take_seconds(&mut held, now))
     }) else {
         return;
     };
-    let config = LimitsConfig::from_env(env);
+    let config = config(env);
     let Some((url, token)) = config.upstash.clone() else {
         return;
     };
     let commands = limits::release(&lease, now as i64);
-    crate::background::after_response(ctx, async move {
+    background::after_response(ctx, async move {
         if let Err(err) = client(&url, &token, config.background_timeout)
             .pipeline(&commands)
             .await
@@ -309,7 +295,7 @@ pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
 
 /// `GET /admin/keys/:id/usage?days=N`: the key's usage per UTC day, newest first.
 pub(crate) async fn usage(env: &Env, key_id: &str, days: u32) -> ApiResult<serde_json::Value> {
-    let config = LimitsConfig::from_env(env);
+    let config = config(env);
     let Some((url, token)) = &config.upstash else {
         return Ok(serde_json::json!({"limits": "off", "usage": []}));
     };

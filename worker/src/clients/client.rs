@@ -1,15 +1,13 @@
-//! The Worker side of the SSE ↔ WebSocket bridge (DESIGN §3.7).
+//! A client's SSE stream: its response body, its place in the feeds of its
+//! member streams, and the JS callbacks that drive it: the `retry:`
+//! preamble, heartbeats, the periodic re-check of the API key, the cut-off
+//! of a client that reads too slowly, and the end of the stream when the
+//! client leaves, so the feeds and the key's limits learn of it at once.
 //!
-//! For each SSE client the Worker opens a WebSocket to the Durable Object of
-//! each stream it reads; the object accepts it with the Hibernation API and may
-//! sleep between rounds. The object sends ready-made SSE frames as binary
-//! messages. For a single stream this side forwards those bytes, as the same JS
-//! `ArrayBuffer`, into the client's response (a `TransformStream`), so a frame
-//! never crosses into wasm memory. For a multiplexed stream it rewrites each
-//! `id:` into a cursor over all member streams. This side also writes the
-//! `retry:` preamble and the heartbeats, re-checks the API key on a timer, and
-//! closes the sockets as soon as the client leaves, so the objects' socket
-//! counts stay true.
+//! For a single stream the frames of the stream object go into the
+//! client's response as they are (views of the same JS buffer, never
+//! copied into wasm memory); for a multiplexed stream each `id:` is
+//! rewritten into a cursor over all member streams.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -22,74 +20,18 @@ use shared::sse;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortSignal;
-use worker::{Context, Date, EncodeBody, Env, Headers, Request, Response};
+use worker::{Context, EncodeBody, Env, Headers, Request, Response};
 
-use crate::auth::{self, Admitted};
+use crate::access::admission::Admitted;
+use crate::access::{keys, limits};
+use crate::clients::feed::{self, Feed, Sink};
 use crate::config::StreamConfig;
-use crate::error::{ApiError, ApiResult};
-use crate::feed::{self, Feed};
+use crate::error::ApiResult;
+use crate::platform::{now_ms, timers};
 
-/// `GET /sse/:game` and `GET /sse/type/:type`: one stream, whose `id:` is
-/// the round id.
-pub(crate) async fn single_stream(
-    req: Request,
-    env: Env,
-    ctx: Context,
-    stream: StreamName,
-) -> ApiResult<Response> {
-    let resume = match last_event_id(&req) {
-        None => None,
-        Some(raw) => Some(raw.parse::<Position>().map_err(|_| {
-            ApiError::bad_request("Last-Event-ID must be an id this stream sent (12 or 12.3)")
-        })?),
-    };
-    let admitted = auth::admit(&req, &env, std::slice::from_ref(&stream)).await?;
-    open(&req, &env, ctx, admitted, vec![(stream, resume)], false).await
-}
-
-/// `GET /sse?games=a,b&types=x`: several streams on one connection, whose
-/// `id:` is a cursor over all of them.
-pub(crate) async fn multiplexed_stream(
-    req: Request,
-    env: Env,
-    ctx: Context,
-) -> ApiResult<Response> {
-    let url = req.url()?;
-    let query = |name: &str| {
-        url.query_pairs()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
-    };
-    let members = cursor::parse_members(query("games").as_deref(), query("types").as_deref())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let resume = cursor::parse(&last_event_id(&req).unwrap_or_default(), &members)
-        .map_err(|e| ApiError::bad_request(format!("Last-Event-ID: {e}")))?;
-    let admitted = auth::admit(&req, &env, &members).await?;
-    let members = members
-        .into_iter()
-        .map(|m| {
-            let id = resume.get(&m).copied();
-            (m, id)
-        })
-        .collect();
-    open(&req, &env, ctx, admitted, members, true).await
-}
-
-/// `Last-Event-ID` from the header (browsers, on reconnect) or
-/// `?last_event_id=` (the header cannot be set on a first `EventSource`
-/// connection); empty counts as absent.
-fn last_event_id(req: &Request) -> Option<String> {
-    let from_header = req.headers().get("last-event-id").ok().flatten();
-    let from_query = req.url().ok().and_then(|url| {
-        url.query_pairs()
-            .find(|(name, _)| name == "last_event_id")
-            .map(|(_, value)| value.into_owned())
-    });
-    from_header.or(from_query).filter(|id| !id.is_empty())
-}
-
-/// Subscribes to every member and returns the streaming response.
-async fn open(
+/// Opens a client's stream of `members` (each with its resume point):
+/// joins a feed of each and returns the streaming response.
+pub(crate) async fn open(
     req: &Request,
     env: &Env,
     ctx: Context,
@@ -97,7 +39,7 @@ async fn open(
     members: Vec<(StreamName, Option<Position>)>,
     multiplexed: bool,
 ) -> ApiResult<Response> {
-    let config = StreamConfig::from_env(env);
+    let config = crate::config::get(env).stream;
     let prepared = response_body().and_then(|parts| {
         let headers = sse_headers()?;
         if let Some(origin) = &admitted.allow_origin {
@@ -113,7 +55,7 @@ async fn open(
             // here, or it would be refreshed for as long as the isolate
             // lives.
             if let Some(lease) = admitted.lease {
-                crate::limits::release(env, lease, &ctx);
+                limits::release(env, lease, &ctx);
             }
             return Err(err.into());
         }
@@ -127,7 +69,7 @@ async fn open(
     });
     let resumes: Vec<Option<Position>> = members.iter().map(|(_, id)| *id).collect();
     let client = Rc::new(Client {
-        id: next_client_id(),
+        id: crate::isolate::get::<ClientIds>().next(),
         names: members.into_iter().map(|(s, _)| s).collect(),
         feeds: RefCell::default(),
         out,
@@ -154,14 +96,14 @@ async fn open(
         client.end(End::ClientGone);
         return Err(err.into());
     }
-    let group = feed_group(env);
+    let sink: Rc<dyn Sink> = client.clone();
     let joined = join_all(
         client
             .names
             .iter()
             .zip(resumes)
             .enumerate()
-            .map(|(index, (stream, resume))| feed::join(&client, index, stream, resume, group)),
+            .map(|(index, (stream, resume))| feed::join(&sink, index, stream, resume)),
     )
     .await;
     for result in joined {
@@ -179,7 +121,7 @@ async fn open(
     }
     Ok(Response::builder()
         .with_headers(headers)
-        // Never compressed: compression would hold frames back (DESIGN §3.2).
+        // Never compressed: compression would hold frames back.
         .with_encode_body(EncodeBody::Manual)
         .stream(body))
 }
@@ -194,7 +136,7 @@ fn sse_headers() -> worker::Result<Headers> {
 
 /// Why a client's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
+enum End {
     /// An object closed its socket: end the response cleanly so the browser
     /// reconnects and resumes.
     ObjectClosed,
@@ -251,24 +193,16 @@ fn response_body() -> worker::Result<(
     Ok((body, out, vec![start, cancel], client))
 }
 
-/// Isolate-unique client ids (0 means none).
-fn next_client_id() -> u64 {
-    thread_local! {
-        static NEXT: Cell<u64> = const { Cell::new(1) };
-    }
-    NEXT.with(|next| {
-        let id = next.get();
-        next.set(id + 1);
-        id
-    })
-}
+/// The isolate's next client id (see `crate::isolate`); 0 means none.
+#[derive(Default)]
+pub(crate) struct ClientIds(Cell<u64>);
 
-/// `FEED_GROUP`: most clients sharing one feed socket (0: no limit).
-fn feed_group(env: &Env) -> usize {
-    env.var("FEED_GROUP")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse::<usize>().ok())
-        .unwrap_or(0)
+impl ClientIds {
+    fn next(&self) -> u64 {
+        let id = self.0.get() + 1;
+        self.0.set(id);
+        id
+    }
 }
 
 /// One client's stream: its response body, its place in the feeds of its
@@ -276,8 +210,7 @@ fn feed_group(env: &Env) -> usize {
 ///
 /// Driven by callbacks rather than a polled task: a round reaches the client
 /// as one call from its feed and one `enqueue`, with no channel, waker or
-/// timer future per message. Measured with `scripts/bench-edge.sh`; see
-/// ARCHITECTURE.md.
+/// timer future per message (measured with `scripts/bench-edge.sh`).
 pub(crate) struct Client {
     id: u64,
     names: Vec<StreamName>,
@@ -289,7 +222,7 @@ pub(crate) struct Client {
     env: Env,
     kv_key: String,
     /// The stream's slot under its key's `max_streams`, given back at the end.
-    lease: RefCell<Option<crate::limits::LeaseHandle>>,
+    lease: RefCell<Option<limits::LeaseHandle>>,
     /// The request's context: Upstash calls made after the response ended
     /// (giving the slot back) run under its `waitUntil`, or the runtime
     /// cancels them with the request.
@@ -314,18 +247,6 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(crate) fn env(&self) -> &Env {
-        &self.env
-    }
-
-    pub(crate) fn has_ended(&self) -> bool {
-        self.ended.get()
-    }
-
     /// Wires the abort signal, the timer and the wake promise.
     fn start(self: &Rc<Self>) -> worker::Result<()> {
         let mut handlers = Vec::new();
@@ -342,7 +263,7 @@ impl Client {
         let period = self.tick_period();
         *self.interval.borrow_mut() = timers::set_interval(&on_tick, period).ok();
         handlers.push(on_tick);
-        let now = Date::now().as_millis() as f64;
+        let now = now_ms();
         self.last_heartbeat.set(now);
         self.last_tick.set(now);
         self.last_recheck.set(now);
@@ -367,13 +288,6 @@ impl Client {
         self.handlers.borrow_mut().push(on_wake);
     }
 
-    /// Asks this client, from another request, to take over feeds.
-    pub(crate) fn wake(&self) {
-        if let Some(resolve) = self.wake.borrow_mut().take() {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        }
-    }
-
     fn on_wake(self: &Rc<Self>) {
         if self.ended.get() {
             return;
@@ -387,12 +301,13 @@ impl Client {
             .cloned()
             .collect();
         for feed in heir_of {
-            wasm_bindgen_futures::spawn_local(feed.take_over(Rc::clone(self)));
+            let sink: Rc<dyn Sink> = self.clone();
+            wasm_bindgen_futures::spawn_local(feed.take_over(sink));
         }
     }
 
     /// Writes one message of member `index` to the client.
-    pub(crate) fn on_message(&self, index: usize, frames: &Uint8Array) {
+    fn write(&self, index: usize, frames: &Uint8Array) {
         if self.ended.get() || frames.length() == 0 {
             return;
         }
@@ -426,14 +341,15 @@ impl Client {
         if self.ended.get() || self.silenced.get() {
             return;
         }
-        crate::limits::tick(&self.env, &self.ctx);
-        let now = Date::now().as_millis() as f64;
+        limits::tick(&self.env, &self.ctx);
+        let now = now_ms();
         self.last_tick.set(now);
         // Three ticks without one from a feed's keeper: it is gone.
         let stale_after = 3.0 * self.tick_period().as_millis() as f64;
         let feeds = self.feeds.borrow().clone();
+        let sink: Rc<dyn Sink> = self.clone();
         for feed in feeds {
-            feed.watch(self, now, stale_after);
+            feed.watch(&sink, now, stale_after);
         }
         // A little slack so a timer firing early still counts.
         let due = |last: f64, every: Duration| now - last >= every.as_millis() as f64 - 50.0;
@@ -445,8 +361,8 @@ impl Client {
             self.last_recheck.set(now);
             let client = Rc::clone(self);
             wasm_bindgen_futures::spawn_local(async move {
-                let valid = match auth::lookup(&client.env, &client.kv_key).await {
-                    Ok(Some(record)) => auth::usable(&record),
+                let valid = match keys::lookup(&client.env, &client.kv_key).await {
+                    Ok(Some(record)) => keys::usable(&record),
                     Ok(None) => false,
                     // KV trouble is not the client's fault: keep serving.
                     Err(_) => true,
@@ -459,23 +375,8 @@ impl Client {
         }
     }
 
-    /// When the client's timer last ran: a killed request's timer stops.
-    pub(crate) fn last_tick(&self) -> f64 {
-        self.last_tick.get()
-    }
-
     fn tick_period(&self) -> Duration {
         self.config.heartbeat.min(self.config.key_recheck)
-    }
-
-    /// See `silenced`.
-    pub(crate) fn silence(&self) {
-        self.silenced.set(true);
-    }
-
-    /// Records a feed joined (see `feed::join`).
-    pub(crate) fn add_feed(&self, feed: Rc<Feed>) {
-        self.feeds.borrow_mut().push(feed);
     }
 
     /// Leaves every feed joined (handing over their sockets if held).
@@ -488,7 +389,7 @@ impl Client {
 
     /// Ends the client's stream once: leaves its feeds, ends the response,
     /// and releases the callbacks.
-    pub(crate) fn end(&self, end: End) {
+    fn end(&self, end: End) {
         if self.ended.replace(true) {
             return;
         }
@@ -496,7 +397,7 @@ impl Client {
             timers::clear_interval(&id);
         }
         if let Some(lease) = self.lease.borrow_mut().take() {
-            crate::limits::release(&self.env, lease, &self.ctx);
+            limits::release(&self.env, lease, &self.ctx);
         }
         self.detach_feeds();
         self.wake.borrow_mut().take();
@@ -515,33 +416,43 @@ impl Client {
     }
 }
 
-/// `setInterval`/`clearInterval` of the global scope (web-sys's bindings
-/// expect a `Window` or `WorkerGlobalScope`, which workerd's global is not).
-mod timers {
-    use std::time::Duration;
-
-    use js_sys::{Function, Reflect};
-    use wasm_bindgen::{JsCast, JsValue};
-
-    fn global_fn(name: &str) -> Result<Function, JsValue> {
-        Reflect::get(&js_sys::global(), &name.into())?.dyn_into::<Function>()
+impl Sink for Client {
+    fn id(&self) -> u64 {
+        self.id
     }
 
-    pub(super) fn set_interval(
-        callback: &super::Handler,
-        every: Duration,
-    ) -> Result<JsValue, JsValue> {
-        global_fn("setInterval")?.call2(
-            &JsValue::UNDEFINED,
-            callback.as_ref(),
-            &JsValue::from(every.as_millis() as f64),
-        )
+    fn env(&self) -> &Env {
+        &self.env
     }
 
-    pub(super) fn clear_interval(id: &JsValue) {
-        if let Ok(clear) = global_fn("clearInterval") {
-            let _ = clear.call1(&JsValue::UNDEFINED, id);
+    fn deliver(&self, index: usize, frames: &Uint8Array) {
+        self.write(index, frames);
+    }
+
+    fn resume_elsewhere(&self) {
+        self.end(End::ObjectClosed);
+    }
+
+    fn wake(&self) {
+        if let Some(resolve) = self.wake.borrow_mut().take() {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
         }
+    }
+
+    fn last_tick(&self) -> f64 {
+        self.last_tick.get()
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended.get()
+    }
+
+    fn silence(&self) {
+        self.silenced.set(true);
+    }
+
+    fn joined(&self, feed: Rc<Feed>) {
+        self.feeds.borrow_mut().push(feed);
     }
 }
 

@@ -1,30 +1,24 @@
 //! An isolate's feed of one stream: one WebSocket to the stream object (or
 //! a relay) shared by up to `FEED_GROUP` of the isolate's clients of that
-//! stream, instead of one socket per client.
+//! stream, instead of one socket per client. Every decision (who holds the
+//! socket, who gets which frames, when the socket moves) is the
+//! [`FeedCore`]'s; this module wires the socket and the clients to it and
+//! carries out its actions.
 //!
 //! Why: with a socket per client, every round costs the object one send per
 //! client and the isolate one WebSocket message event per client. With a
 //! feed, the object sends once per isolate and each client costs one
-//! `enqueue` into its response body (measured: see ARCHITECTURE.md).
+//! `enqueue` into its response body.
 //!
 //! workerd ties a socket to the request that opened it, but lets any request
 //! enqueue into another request's body while that request is alive (each
 //! client's heartbeat timer keeps it so). So the socket lives in one
-//! client's request, the feed's owner, and when the owner leaves another
-//! member takes over: the owner resolves the heir's wake promise, whose
-//! continuation runs in the heir's request and opens a new socket that
-//! resumes after the last position the feed delivered. Nothing is lost or
-//! repeated in between.
-//!
-//! Every message of a stream object carries its number and the stream's
-//! position after it ([`MessageHead`]). A client joins with its own opening
-//! (from the object, naming the last message number it covers): messages
-//! after that number come from the feed, those the feed delivered since come
-//! from its ring of recent messages, and those still on their way are
-//! skipped for it.
+//! member's request, and when another member must take it over, the feed
+//! resolves that member's wake promise, whose continuation runs in that
+//! member's request and opens the new socket there.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -33,58 +27,93 @@ use js_sys::Uint8Array;
 use shared::cursor::{Position, StreamName};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Date, Env, WebSocket};
+use worker::{Env, WebSocket};
 
-use crate::bridge::{Client, End};
-use crate::deadline::within;
-use crate::objects::{
-    FeedResume, JoinRefused, MessageHead, Opening, RelayStub, StreamStub, Subscription,
-};
+use crate::error::{Error, Kind, Result};
+use crate::fanout::feed::{Action, FeedCore, Frames, Handle, MemberId};
+use crate::fanout::message::{FeedResume, MessageHead};
+use crate::objects::protocol::{JoinRefused, stream_object};
+use crate::objects::stubs::{Opening, RelayStub, StreamStub, Subscription};
+use crate::platform::deadline::within;
+use crate::platform::now_ms;
 
 type Handler = Closure<dyn FnMut(JsValue)>;
 
-/// Messages kept for clients still joining: at most this many…
-const RING_MESSAGES: usize = 64;
-/// …and none older than this.
-const RING_MS: f64 = 10_000.0;
 /// How often a join or a socket placement is tried before giving up.
 const ATTEMPTS: usize = 4;
 /// How long opening a feed's socket may take (placement, and the relay's
 /// join when there is one): milliseconds when all is well. Past it the feed
 /// fails, its members resume, and joiners try a new feed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames a socket's owner hands to members before another member takes
-/// the socket over (`FEED_ROTATE_AFTER`): at the ~10 µs each measured
-/// locally, about 2 s of the owner request's CPU.
-const ROTATE_AFTER: u64 = 200_000;
 
-thread_local! {
-    /// The isolate's feeds, by stream object name.
-    static FEEDS: RefCell<HashMap<String, Vec<Rc<Feed>>>> = RefCell::default();
+/// What a feed needs of a client's stream (`clients::client` implements
+/// it; the feed never names the client type, so neither imports the other
+/// both ways).
+pub(crate) trait Sink {
+    /// The client's id, unique in the isolate.
+    fn id(&self) -> MemberId;
+    /// Its environment.
+    fn env(&self) -> &Env;
+    /// Writes one message of member stream `index` to the client.
+    fn deliver(&self, index: usize, frames: &Uint8Array);
+    /// Ends the client's stream cleanly: the browser reconnects and resumes.
+    fn resume_elsewhere(&self);
+    /// Asks the client, from another request, to take a socket over.
+    fn wake(&self);
+    /// When its timer last ran (ms).
+    fn last_tick(&self) -> f64;
+    /// Whether its stream ended.
+    fn has_ended(&self) -> bool;
+    /// Fault injection: behave as if the runtime killed its request.
+    fn silence(&self);
+    /// Records a feed joined: from now on the client may be asked to take
+    /// the feed's socket over, and leaves it when it ends.
+    fn joined(&self, feed: Rc<Feed>);
 }
 
-/// A message kept in the ring: its number, arrival (ms), the stream's
-/// position after it, and its frames.
-struct Kept {
-    number: u64,
-    at: f64,
-    position: Option<Position>,
-    frames: Uint8Array,
+/// A member as the core sees it.
+#[derive(Clone)]
+pub(crate) struct Member {
+    id: MemberId,
+    client: Weak<dyn Sink>,
 }
 
-/// One client's membership: which of its member streams, and the last
-/// message number its opening (or the feed) already gave it.
-struct Sink {
-    client: Weak<Client>,
-    client_id: u64,
-    index: usize,
-    after: u64,
+impl Member {
+    fn of(client: &Rc<dyn Sink>) -> Self {
+        Self {
+            id: client.id(),
+            client: Rc::downgrade(client),
+        }
+    }
 }
+
+impl Handle for Member {
+    fn id(&self) -> MemberId {
+        self.id
+    }
+
+    fn alive(&self) -> bool {
+        self.client.upgrade().is_some_and(|c| !c.has_ended())
+    }
+
+    fn last_tick(&self) -> Option<f64> {
+        self.client.upgrade().map(|c| c.last_tick())
+    }
+}
+
+impl Frames for Uint8Array {
+    fn is_empty(&self) -> bool {
+        self.length() == 0
+    }
+}
+
+/// The isolate's feeds, by stream object name (see `crate::isolate`).
+#[derive(Default)]
+pub(crate) struct Feeds(RefCell<HashMap<String, Vec<Rc<Feed>>>>);
 
 /// The feed's socket and the callbacks wired to it.
 struct Socket {
     socket: WebSocket,
-    owner: u64,
     _handlers: Vec<Handler>,
 }
 
@@ -92,129 +121,115 @@ struct Socket {
 pub(crate) struct Feed {
     stream: StreamName,
     env: Env,
+    core: RefCell<FeedCore<Uint8Array, Member>>,
     socket: RefCell<Option<Socket>>,
-    /// A socket is being opened (by a joiner, or by an heir).
-    opening: Cell<bool>,
     /// Joiners waiting for the socket's first message (`true`) or its
     /// failure (`false`).
     waiting: RefCell<Vec<oneshot::Sender<bool>>>,
-    /// The first message of the current socket arrived.
-    live: Cell<bool>,
-    /// Number of the last message received.
-    number: Cell<u64>,
-    /// The stream's position after it (`None`: no round yet).
-    position: Cell<Option<Position>>,
-    /// The `initial` frame a client joining now gets (empty: no round
-    /// yet); `None` after a message that did not end its batch.
-    initial: RefCell<Option<Uint8Array>>,
-    /// Recent messages (number, arrival, frames); joiners whose opening is
-    /// at least `covered_from` get the ones after their opening from here.
-    ring: RefCell<VecDeque<Kept>>,
-    /// Messages before this one cannot anchor a resume (see [`Feed::anchor`]).
-    anchors_from: Cell<u64>,
-    covered_from: Cell<u64>,
-    sinks: RefCell<Vec<Sink>>,
-    /// The member asked to take over the socket, while one is.
-    heir: Cell<u64>,
-    /// Failed or left empty: no longer listed, joins go elsewhere.
-    closed: Cell<bool>,
-    /// Clients on their way to joining: they count against `FEED_GROUP`.
-    joining: Cell<usize>,
-    /// Frames handed to members since the current socket opened: the work
-    /// runs in the owner's request and counts against its CPU limit (30 s
-    /// per request on Cloudflare), so past `rotate_after` another member
-    /// takes the socket over.
-    spent: Cell<u64>,
-    rotate_after: u64,
-    /// The keeper (the socket's owner, or the heir asked to open the next
-    /// socket) and when it became keeper; its own timer ticks show it is
-    /// alive (see [`Feed::watch`]).
-    keeper: RefCell<(Weak<Client>, f64)>,
 }
 
 impl Feed {
     /// A feed of `stream` with room for one more client, made if needed.
-    fn for_stream(env: &Env, stream: &StreamName, group: usize) -> Rc<Self> {
-        let rotate_after = env
-            .var("FEED_ROTATE_AFTER")
-            .ok()
-            .and_then(|v| v.to_string().trim().parse::<u64>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(ROTATE_AFTER);
-        let key = crate::objects::stream_object(stream);
-        FEEDS.with(|feeds| {
-            let mut feeds = feeds.borrow_mut();
-            let list = feeds.entry(key).or_default();
-            list.retain(|f| !f.closed.get());
-            if let Some(feed) = list
-                .iter()
-                .find(|f| group == 0 || f.sinks.borrow().len() + f.joining.get() < group)
-            {
-                feed.joining.set(feed.joining.get() + 1);
-                return Rc::clone(feed);
+    fn for_stream(env: &Env, stream: &StreamName) -> Rc<Self> {
+        let config = crate::config::get(env).feed;
+        let feeds = crate::isolate::get::<Feeds>();
+        let mut feeds = feeds.0.borrow_mut();
+        let list = feeds.entry(stream_object(stream)).or_default();
+        list.retain(|f| !f.core.borrow().is_closed());
+        let feed = match list.iter().find(|f| f.core.borrow().has_room(config.group)) {
+            Some(feed) => Rc::clone(feed),
+            None => {
+                let feed = Rc::new(Self {
+                    stream: stream.clone(),
+                    env: env.clone(),
+                    core: RefCell::new(FeedCore::new(config.rotate_after)),
+                    socket: RefCell::new(None),
+                    waiting: RefCell::default(),
+                });
+                list.push(Rc::clone(&feed));
+                feed
             }
-            let feed = Rc::new(Self {
-                stream: stream.clone(),
-                env: env.clone(),
-                socket: RefCell::new(None),
-                opening: Cell::new(false),
-                waiting: RefCell::default(),
-                live: Cell::new(false),
-                number: Cell::new(0),
-                position: Cell::new(None),
-                initial: RefCell::new(None),
-                ring: RefCell::default(),
-                anchors_from: Cell::new(0),
-                covered_from: Cell::new(u64::MAX),
-                sinks: RefCell::default(),
-                heir: Cell::new(0),
-                closed: Cell::new(false),
-                joining: Cell::new(1),
-                spent: Cell::new(0),
-                rotate_after,
-                keeper: RefCell::new((Weak::new(), 0.0)),
-            });
-            list.push(Rc::clone(&feed));
-            feed
-        })
+        };
+        feed.core.borrow_mut().reserve();
+        feed
+    }
+
+    /// Carries out the core's actions, in order. The core is not borrowed
+    /// meanwhile: ending a client makes it leave its feeds, this one too.
+    fn carry_out(self: &Rc<Self>, actions: Vec<Action<Uint8Array, Member>>) {
+        for action in actions {
+            match action {
+                Action::Deliver { frames, to } => {
+                    for (member, index) in to {
+                        if let Some(client) = member.client.upgrade() {
+                            client.deliver(index, &frames);
+                        }
+                    }
+                }
+                Action::End(member) => {
+                    if let Some(client) = member.client.upgrade() {
+                        client.resume_elsewhere();
+                    }
+                }
+                Action::CloseSocket => self.close_socket(),
+                Action::Wake(member) => {
+                    if let Some(client) = member.client.upgrade() {
+                        client.wake();
+                    }
+                }
+                Action::TakeOver(member) => {
+                    if let Some(client) = member.client.upgrade() {
+                        wasm_bindgen_futures::spawn_local(Rc::clone(self).take_over(client));
+                    }
+                }
+                Action::Answer(live) => {
+                    for waiter in self.waiting.borrow_mut().drain(..) {
+                        let _ = waiter.send(live);
+                    }
+                }
+                Action::KeeperSilent(ms) => worker::console_error!(
+                    "feed of {}: its keeper was silent for {ms} ms; another member takes the socket over",
+                    self.stream
+                ),
+            }
+        }
     }
 
     /// Waits until the feed's socket delivered its first message, opening
     /// it from `client`'s request if nobody is.
-    async fn ensure_live(self: &Rc<Self>, client: &Rc<Client>) -> bool {
-        if !self.opening.get() && !self.live.get() && !self.closed.get() {
+    async fn ensure_live(self: &Rc<Self>, client: &Rc<dyn Sink>) -> bool {
+        let opens = self.core.borrow_mut().begin_opening();
+        if opens {
             self.connect(client, FeedResume::Live).await;
         }
-        if self.closed.get() {
-            return false;
-        }
-        if self.live.get() {
-            return true;
+        {
+            let core = self.core.borrow();
+            if core.is_closed() || core.is_live() {
+                return core.is_live();
+            }
         }
         let (tx, rx) = oneshot::channel();
         self.waiting.borrow_mut().push(tx);
         // The request opening the socket bounds its own wait (see
         // `connect`), unless the runtime killed it: then nobody would ever
         // answer these joiners, nor the ones after them.
-        match within(2 * OPEN_TIMEOUT, rx).await {
-            Some(answer) => answer.unwrap_or(false),
-            None => {
-                if !self.live.get() && !self.closed.get() {
-                    worker::console_error!(
-                        "feed of {}: its socket was never opened; its members resume elsewhere",
-                        self.stream
-                    );
-                    self.fail();
-                }
-                self.live.get() && !self.closed.get()
-            }
+        if let Some(answer) = within(2 * OPEN_TIMEOUT, rx).await {
+            return answer.unwrap_or(false);
         }
+        let actions = self.core.borrow_mut().wait_expired();
+        if !actions.is_empty() {
+            worker::console_error!(
+                "feed of {}: its socket was never opened; its members resume elsewhere",
+                self.stream
+            );
+        }
+        self.carry_out(actions);
+        self.core.borrow().is_live()
     }
 
-    /// Opens the feed's socket from `client`'s request. `opening` stays set
-    /// until the socket's first message arrived (or it failed).
-    async fn connect(self: &Rc<Self>, client: &Rc<Client>, resume: FeedResume) {
-        self.opening.set(true);
+    /// Opens the feed's socket from `client`'s request; a socket that
+    /// cannot be opened within [`OPEN_TIMEOUT`] fails the feed.
+    async fn connect(self: &Rc<Self>, client: &Rc<dyn Sink>, resume: FeedResume) {
         let why = match within(OPEN_TIMEOUT, self.place(client, resume)).await {
             Some(Ok(())) => return,
             Some(Err(err)) => err.to_string(),
@@ -224,7 +239,7 @@ impl Feed {
         self.fail();
     }
 
-    async fn place(self: &Rc<Self>, client: &Rc<Client>, resume: FeedResume) -> worker::Result<()> {
+    async fn place(self: &Rc<Self>, client: &Rc<dyn Sink>, resume: FeedResume) -> Result<()> {
         let object = StreamStub::of(&self.env, &self.stream)?;
         let mut full = None;
         for _ in 0..ATTEMPTS {
@@ -236,11 +251,11 @@ impl Feed {
                 }
                 Subscription::Relayed { ticket, first } => {
                     let relay = RelayStub::new(&self.env, object.name(), ticket.relay)?;
-                    match relay.join(ticket.clone()).await? {
+                    match relay.join(ticket).await? {
                         Ok(socket) => {
                             // The first message came with the ticket; the
                             // relay's messages follow it.
-                            self.on_message(&first.buffer(), first.byte_length());
+                            self.on_message(&first);
                             self.wire(client, socket);
                             return Ok(());
                         }
@@ -250,19 +265,18 @@ impl Feed {
                 }
             }
         }
-        Err(worker::Error::RustError("no relay took the feed".into()))
+        Err(Error::new(Kind::Refused, "no relay took the feed"))
     }
 
     /// Wires the socket's callbacks in the owner's request and accepts it.
-    fn wire(self: &Rc<Self>, client: &Rc<Client>, socket: WebSocket) {
+    fn wire(self: &Rc<Self>, client: &Rc<dyn Sink>, socket: WebSocket) {
         let feed = Rc::downgrade(self);
         let on_message = Handler::new(move |event: JsValue| {
             let data = event.unchecked_into::<web_sys::MessageEvent>().data();
             if let (Some(feed), Ok(buffer)) =
                 (feed.upgrade(), data.dyn_into::<js_sys::ArrayBuffer>())
             {
-                let length = buffer.byte_length();
-                feed.on_message(&buffer, length);
+                feed.on_message(&Uint8Array::new(&buffer));
             }
         });
         let feed = Rc::downgrade(self);
@@ -282,282 +296,67 @@ impl Feed {
         }
         *self.socket.borrow_mut() = Some(Socket {
             socket,
-            owner: client.id(),
             _handlers: vec![on_message, on_close],
         });
-        self.set_keeper(client);
+        self.core.borrow_mut().wired(Member::of(client), now_ms());
     }
 
-    /// One message from the socket: its head, then frames for every member
-    /// whose opening does not already hold them.
-    fn on_message(&self, buffer: &js_sys::ArrayBuffer, length: u32) {
+    /// One message from the socket: its head, the `initial` frame, then
+    /// the frames, each a view of the same JS buffer.
+    fn on_message(self: &Rc<Self>, message: &Uint8Array) {
         let len = MessageHead::LEN as u32;
-        let mut raw = [0u8; MessageHead::LEN];
-        if length < len {
+        let total = message.length();
+        if total < len {
             return;
         }
-        Uint8Array::new_with_byte_offset_and_length(buffer, 0, len).copy_to(&mut raw);
+        let mut raw = [0u8; MessageHead::LEN];
+        message.subarray(0, len).copy_to(&mut raw);
         let Some(head) = MessageHead::decode(&raw) else {
             worker::console_error!("feed of {}: a message without a head", self.stream);
             return;
         };
         let initial_len = head.initial.unwrap_or(0);
-        let Some(skip) = len.checked_add(initial_len).filter(|skip| *skip <= length) else {
+        let Some(skip) = len.checked_add(initial_len).filter(|skip| *skip <= total) else {
             worker::console_error!("feed of {}: a message shorter than its head", self.stream);
             return;
         };
-        let frames = Uint8Array::new_with_byte_offset_and_length(buffer, skip, length - skip);
-        *self.initial.borrow_mut() = head
-            .initial
-            .map(|n| Uint8Array::new_with_byte_offset_and_length(buffer, len, n));
-        let first = !self.live.get();
-        let previous = self.number.get();
-        self.number.set(head.number.max(previous));
-        self.position.set(head.position);
-        if first {
-            self.first_message(head.number, previous, &frames);
-            return;
-        }
-        let now = now_ms();
-        {
-            let mut ring = self.ring.borrow_mut();
-            ring.push_back(Kept {
-                number: head.number,
-                at: now,
-                position: head.position,
-                frames: frames.clone(),
-            });
-            while ring
-                .front()
-                .is_some_and(|kept| ring.len() > RING_MESSAGES || now - kept.at > RING_MS)
-            {
-                if let Some(kept) = ring.pop_front() {
-                    self.covered_from.set(kept.number);
-                }
-            }
-            if frames.length() == 0 {
-                // A silent change (a backfill) moved the position without
-                // frames; a resume from before it is the object's to plan.
-                self.anchors_from.set(head.number);
-            }
-        }
-        if frames.length() > 0 {
-            self.deliver(head.number, &frames);
-        }
+        let frames = message.subarray(skip, total);
+        let initial = head.initial.map(|n| message.subarray(len, len + n));
+        let actions = self
+            .core
+            .borrow_mut()
+            .on_message(&head, frames, initial, now_ms());
+        self.carry_out(actions);
     }
 
-    /// The first message of a socket: the feed is live. After a take-over
-    /// it holds what the members missed since the old socket's last
-    /// message (`previous`): members whose opening reaches into that span
-    /// cannot be served without a repeat and are ended (they resume).
-    fn first_message(&self, number: u64, previous: u64, frames: &Uint8Array) {
-        self.ring.borrow_mut().clear();
-        self.covered_from.set(number);
-        self.anchors_from.set(number);
-        self.live.set(true);
-        self.opening.set(false);
-        self.heir.set(0);
-        self.spent.set(0);
-        if frames.length() > 0 {
-            let overlapping: Vec<Rc<Client>> = self
-                .sinks
-                .borrow()
-                .iter()
-                .filter(|s| s.after > previous && s.after < number)
-                .filter_map(|s| s.client.upgrade())
-                .collect();
-            for client in overlapping {
-                client.end(End::ObjectClosed);
-            }
-            self.deliver(number, frames);
-        }
-        for waiter in self.waiting.borrow_mut().drain(..) {
-            let _ = waiter.send(true);
-        }
+    /// A member left (see [`FeedCore::detach`]).
+    pub(crate) fn detach(self: &Rc<Self>, id: MemberId) {
+        let actions = self.core.borrow_mut().detach(id, now_ms());
+        self.carry_out(actions);
     }
 
-    fn deliver(&self, number: u64, frames: &Uint8Array) {
-        // A member may end (too slow) while frames are handed out, which
-        // changes the list: hand out from a copy.
-        let targets: Vec<(Weak<Client>, usize)> = self
-            .sinks
-            .borrow()
-            .iter()
-            .filter(|s| s.after < number)
-            .map(|s| (s.client.clone(), s.index))
-            .collect();
-        self.spent.set(self.spent.get() + targets.len() as u64);
-        for (client, index) in targets {
-            if let Some(client) = client.upgrade() {
-                client.on_message(index, frames);
-            }
-        }
-        if self.spent.get() >= self.rotate_after {
-            self.spent.set(0);
-            let owner = self.socket.borrow().as_ref().map(|s| s.owner);
-            if let Some(owner) = owner {
-                self.hand_over(owner);
-            }
-        }
+    /// The watchdog, run on every member's timer tick (in its request):
+    /// see [`FeedCore::watch`].
+    pub(crate) fn watch(self: &Rc<Self>, member: &Rc<dyn Sink>, now: f64, stale_after: f64) {
+        let actions = self
+            .core
+            .borrow_mut()
+            .watch(&Member::of(member), now, stale_after);
+        self.carry_out(actions);
     }
 
-    /// Adds a member whose opening is `opening`; `false` if the feed can no
-    /// longer tell which messages it lacks (it asks again).
-    fn attach(&self, client: &Rc<Client>, index: usize, opening: &Opening) -> bool {
-        if self.closed.get() || !self.live.get() || opening.after < self.covered_from.get() {
-            return false;
-        }
-        client.on_message(index, &opening.frames);
-        if opening.after < self.number.get() {
-            let missed: Vec<Uint8Array> = self
-                .ring
-                .borrow()
-                .iter()
-                .filter(|kept| kept.number > opening.after)
-                .map(|kept| kept.frames.clone())
-                .collect();
-            for frames in &missed {
-                client.on_message(index, frames);
-            }
-        }
-        self.sinks.borrow_mut().push(Sink {
-            client: Rc::downgrade(client),
-            client_id: client.id(),
-            index,
-            after: opening.after.max(self.number.get()),
-        });
-        true
+    /// Whether `id` is this feed's heir.
+    pub(crate) fn is_heir(&self, id: MemberId) -> bool {
+        self.core.borrow().is_heir(id)
     }
 
-    /// The number of the message after which a client that last saw
-    /// `position` resumes, when the feed can serve it: the current position,
-    /// or the position after a message still in the ring (and after the last
-    /// silent change). Else the object plans the resume.
-    fn anchor(&self, position: Position) -> Option<u64> {
-        if self.position.get() == Some(position) {
-            return Some(self.number.get());
-        }
-        self.ring
-            .borrow()
-            .iter()
-            .rev()
-            .find(|kept| kept.position == Some(position))
-            .map(|kept| kept.number)
-            .filter(|number| {
-                *number >= self.anchors_from.get() && *number >= self.covered_from.get()
-            })
-    }
-
-    /// A member left. If it held the socket, another member takes over; a
-    /// feed without members closes its socket.
-    pub(crate) fn detach(self: &Rc<Self>, client_id: u64) {
-        self.sinks.borrow_mut().retain(|s| s.client_id != client_id);
-        let owned = self
-            .socket
-            .borrow()
-            .as_ref()
-            .is_some_and(|s| s.owner == client_id);
-        let heir_left = self.heir.get() == client_id;
-        if !owned && !heir_left {
-            return;
-        }
-        if self.sinks.borrow().is_empty() {
-            self.close();
-            return;
-        }
-        self.hand_over(client_id);
-    }
-
-    /// Closes the socket and asks a member other than `not` to open the
-    /// next one; with no such member, the feed closes (every member then
-    /// resumes on its own).
-    fn hand_over(&self, not: u64) {
-        let heir = self
-            .sinks
-            .borrow()
-            .iter()
-            .filter_map(|s| s.client.upgrade())
-            .find(|c| !c.has_ended() && c.id() != not);
-        let Some(heir) = heir else {
-            if self
-                .socket
-                .borrow()
-                .as_ref()
-                .is_some_and(|s| s.owner == not)
-            {
-                // The owner is the only member and stays: it keeps paying
-                // only for itself.
-                return;
-            }
-            self.fail();
-            return;
-        };
-        self.appoint(&heir);
-        heir.wake();
-    }
-
-    /// Closes the socket and makes `heir` the member to open the next one.
-    /// Joiners meanwhile wait for the heir's socket rather than open one
-    /// that would skip what the members have not seen yet.
-    fn appoint(&self, heir: &Rc<Client>) {
-        self.close_socket();
-        self.live.set(false);
-        self.opening.set(true);
-        self.heir.set(heir.id());
-        self.set_keeper(heir);
-    }
-
-    fn set_keeper(&self, client: &Rc<Client>) {
-        *self.keeper.borrow_mut() = (Rc::downgrade(client), now_ms());
-    }
-
-    /// The member whose request keeps the feed going: the heir asked to
-    /// open the next socket, else the socket's owner.
-    fn keeper(&self) -> Option<u64> {
-        match self.heir.get() {
-            0 => self.socket.borrow().as_ref().map(|s| s.owner),
-            heir => Some(heir),
-        }
-    }
-
-    /// The watchdog, run on every member's timer tick (in its request).
-    ///
-    /// A keeper's request can end without its abort handler running (the
-    /// runtime kills a request past its CPU limit, say): its socket's
-    /// messages and its timer stop, and the members would wait on a
-    /// silent feed while their own heartbeats keep their browsers from
-    /// reconnecting. So a member that sees no tick of the keeper's own timer
-    /// for `stale_after` ms (whether or not the keeper is a member yet: an
-    /// opener may still be joining) takes the socket over itself,
-    /// resuming after the last message delivered, and ends the silent
-    /// keeper's stream (a keeper that was only slow reconnects and resumes).
-    pub(crate) fn watch(self: &Rc<Self>, member: &Rc<Client>, now: f64, stale_after: f64) {
-        if self.closed.get() {
-            return;
-        }
-        let Some(keeper) = self.keeper() else {
-            return;
-        };
-        if keeper == member.id() {
-            return;
-        }
-        let (keeper_client, since) = self.keeper.borrow().clone();
-        let seen = keeper_client
-            .upgrade()
-            .map_or(since, |k| k.last_tick().max(since));
-        let silent = now - seen;
-        if silent <= stale_after {
-            return;
-        }
-        worker::console_error!(
-            "feed of {}: its keeper was silent for {silent} ms; another member takes the socket over",
-            self.stream
-        );
-        let silent_keeper = keeper_client.upgrade();
-        self.appoint(member);
-        wasm_bindgen_futures::spawn_local(Rc::clone(self).take_over(Rc::clone(member)));
-        if let Some(keeper) = silent_keeper {
-            keeper.end(End::ObjectClosed);
+    /// In the heir's request (its wake continuation, or the watchdog's
+    /// tick): opens a new socket that resumes after the last message
+    /// delivered.
+    pub(crate) async fn take_over(self: Rc<Self>, heir: Rc<dyn Sink>) {
+        let resume = self.core.borrow().take_over(heir.id());
+        if let Some(resume) = resume {
+            self.connect(&heir, resume).await;
         }
     }
 
@@ -565,33 +364,10 @@ impl Feed {
     /// owner behaves as if the runtime had killed its request: the socket's
     /// messages no longer reach the feed, and the owner's timer stops.
     /// Returns the owner, for the caller to stop its timer.
-    fn silence_owner(&self) -> Option<Rc<Client>> {
+    fn silence_owner(&self) -> Option<Rc<dyn Sink>> {
         let socket = self.socket.borrow();
-        let socket = socket.as_ref()?;
-        unhook(&socket.socket);
-        self.sinks
-            .borrow()
-            .iter()
-            .find(|s| s.client_id == socket.owner)
-            .and_then(|s| s.client.upgrade())
-    }
-
-    /// In the heir's request (its wake continuation): opens a new socket
-    /// that resumes after the last message delivered.
-    pub(crate) async fn take_over(self: Rc<Self>, heir: Rc<Client>) {
-        if self.heir.get() != heir.id() || self.closed.get() {
-            return;
-        }
-        let resume = match self.position.get() {
-            Some(position) => FeedResume::At(position),
-            None => FeedResume::Start,
-        };
-        self.connect(&heir, resume).await;
-    }
-
-    /// Whether `client` is this feed's heir.
-    pub(crate) fn is_heir(&self, client_id: u64) -> bool {
-        self.heir.get() == client_id
+        unhook(&socket.as_ref()?.socket);
+        self.core.borrow().owner()?.client.upgrade()
     }
 
     fn close_socket(&self) {
@@ -603,29 +379,11 @@ impl Feed {
         }
     }
 
-    /// Unlists the feed and closes its socket.
-    fn close(&self) {
-        self.closed.set(true);
-        self.opening.set(false);
-        self.close_socket();
-        for waiter in self.waiting.borrow_mut().drain(..) {
-            let _ = waiter.send(false);
-        }
-    }
-
     /// The socket closed or could not be opened: every member's stream
     /// ends (browsers reconnect and resume), and joiners go elsewhere.
-    fn fail(&self) {
-        self.close();
-        let members: Vec<Rc<Client>> = self
-            .sinks
-            .borrow_mut()
-            .drain(..)
-            .filter_map(|s| s.client.upgrade())
-            .collect();
-        for client in members {
-            client.end(End::ObjectClosed);
-        }
+    fn fail(self: &Rc<Self>) {
+        let actions = self.core.borrow_mut().fail();
+        self.carry_out(actions);
     }
 }
 
@@ -637,16 +395,17 @@ fn unhook(socket: &WebSocket) {
     raw.set_onerror(None);
 }
 
-fn now_ms() -> f64 {
-    Date::now().as_millis() as f64
-}
-
 /// Fault injection for tests: every feed owner of this isolate goes silent
 /// as a killed request would (see [`Feed::silence_owner`]). Returns how many.
 pub(crate) fn silence_owners() -> usize {
-    let feeds: Vec<Rc<Feed>> =
-        FEEDS.with(|feeds| feeds.borrow().values().flatten().cloned().collect());
-    let owners: Vec<Rc<Client>> = feeds.iter().filter_map(|f| f.silence_owner()).collect();
+    let feeds: Vec<Rc<Feed>> = crate::isolate::get::<Feeds>()
+        .0
+        .borrow()
+        .values()
+        .flatten()
+        .cloned()
+        .collect();
+    let owners: Vec<Rc<dyn Sink>> = feeds.iter().filter_map(|f| f.silence_owner()).collect();
     for owner in &owners {
         owner.silence();
     }
@@ -656,11 +415,10 @@ pub(crate) fn silence_owners() -> usize {
 /// One attempt of [`join`]: `false` when the feed could not take the client.
 async fn try_join(
     feed: &Rc<Feed>,
-    client: &Rc<Client>,
+    client: &Rc<dyn Sink>,
     index: usize,
-    stream: &StreamName,
     resume: Option<Position>,
-) -> worker::Result<bool> {
+) -> Result<bool> {
     if !feed.ensure_live(client).await {
         return Ok(false);
     }
@@ -669,46 +427,59 @@ async fn try_join(
     // feed still holds with the messages after it: no request to the
     // object, so a crowd (re)connecting costs it nothing. Checked and
     // attached in one synchronous step.
-    let from_feed = match resume {
-        None => feed.initial.borrow().clone().map(|frames| Opening {
-            after: feed.number.get(),
-            frames,
-        }),
-        Some(position) => feed.anchor(position).map(|after| Opening {
-            after,
-            frames: Uint8Array::new_with_length(0),
-        }),
+    let from_feed = {
+        let core = feed.core.borrow();
+        match resume {
+            None => core.fresh_opening(),
+            Some(position) => core
+                .anchor(position)
+                .map(|after| (after, Uint8Array::new_with_length(0))),
+        }
     };
-    if let Some(opening) = from_feed {
-        return Ok(feed.attach(client, index, &opening));
+    let (after, frames) = match from_feed {
+        Some(opening) => opening,
+        None => {
+            let Opening { after, frames } = StreamStub::of(client.env(), &feed.stream)?
+                .opening(resume)
+                .await?;
+            // A client gone meanwhile is not attached; `open` sees it ended.
+            if client.has_ended() {
+                return Ok(true);
+            }
+            (after, frames)
+        }
+    };
+    let first = feed
+        .core
+        .borrow_mut()
+        .attach(Member::of(client), index, after, frames);
+    let Some(first) = first else {
+        return Ok(false);
+    };
+    for frames in &first {
+        client.deliver(index, frames);
     }
-    let opening = StreamStub::of(client.env(), stream)?
-        .opening(resume)
-        .await?;
-    // A client gone meanwhile is not attached; `open` sees it ended.
-    Ok(client.has_ended() || feed.attach(client, index, &opening))
+    Ok(true)
 }
 
 /// Joins `client` to a feed of `stream` as its member `index`, resuming
 /// after `resume`: the client gets its opening, then every frame after it.
 pub(crate) async fn join(
-    client: &Rc<Client>,
+    client: &Rc<dyn Sink>,
     index: usize,
     stream: &StreamName,
     resume: Option<Position>,
-    group: usize,
-) -> worker::Result<Rc<Feed>> {
-    let env = client.env();
+) -> Result<()> {
     for _ in 0..ATTEMPTS {
-        let feed = Feed::for_stream(env, stream, group);
-        let joined = try_join(&feed, client, index, stream, resume).await;
-        feed.joining.set(feed.joining.get().saturating_sub(1));
+        let feed = Feed::for_stream(client.env(), stream);
+        let joined = try_join(&feed, client, index, resume).await;
+        feed.core.borrow_mut().unreserve();
         match joined {
             Ok(true) => {
                 // In the same step as the attach: from now on this client
                 // may be asked to take the feed's socket over.
-                client.add_feed(Rc::clone(&feed));
-                return Ok(feed);
+                client.joined(feed);
+                return Ok(());
             }
             // A socket this request opened must not stay behind unowned.
             Ok(false) => feed.detach(client.id()),
@@ -718,7 +489,8 @@ pub(crate) async fn join(
             }
         }
     }
-    Err(worker::Error::RustError(format!(
-        "{stream}: no feed could be joined"
-    )))
+    Err(Error::new(
+        Kind::Unavailable,
+        format!("{stream}: no feed could be joined"),
+    ))
 }

@@ -1,56 +1,23 @@
 //! The directory of known games: one Durable Object (`directory`) holding
 //! each game's slug, id, type and latest round id, kept by the ingest route
 //! after every stored batch. It answers `GET /api/games` and tells the API key
-//! check which type a game has.
+//! check which type a game has. Each isolate keeps a short-lived copy.
 
 // The `#[durable_object]` macro generates undocumented public glue.
 #![allow(missing_docs)]
 
-use serde::{Deserialize, Serialize};
-use worker::{DurableObject, Env, Method, Request, Response, Result, State, durable_object};
+use std::cell::RefCell;
 
-/// Object name of the one directory.
-pub(crate) const NAME: &str = "directory";
+use serde::Deserialize;
+use worker::{DurableObject, Env, Request, Response, Result, State, durable_object};
+
+use crate::error;
+use crate::objects::protocol::{DirectoryCall, GameEntry};
+use crate::objects::stubs::{self, DirectoryStub};
+use crate::platform::now_ms;
 
 /// Storage key of the fault-injection switch.
 const FAULT_KEY: &str = "fault:failing";
-
-/// Turns the directory's fault injection on or off (admin route, only with
-/// `ALLOW_FAULTS`): while on, every read and write of it fails.
-pub(crate) async fn set_failing(env: &Env, fail: bool) -> Result<()> {
-    let stub = env
-        .durable_object(crate::config::DIRECTORY)?
-        .get_by_name(NAME)?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(if fail { Method::Put } else { Method::Delete });
-    let response = stub
-        .fetch_with_request(Request::new_with_init(
-            "https://directory.internal/fault",
-            &init,
-        )?)
-        .await?;
-    if response.status_code() != 200 {
-        return Err(worker::Error::RustError(format!(
-            "directory answered {}",
-            response.status_code()
-        )));
-    }
-    Ok(())
-}
-
-/// One game as the directory knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct GameEntry {
-    /// Slug.
-    pub(crate) slug: String,
-    /// `games.id`.
-    pub(crate) game_id: i64,
-    /// Type.
-    #[serde(rename = "type")]
-    pub(crate) game_type: String,
-    /// Highest round id stored for the game.
-    pub(crate) latest_round_id: i64,
-}
 
 /// The directory's Durable Object.
 #[durable_object]
@@ -82,31 +49,21 @@ impl DurableObject for Directory {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let sql = self.state.storage().sql();
-        if req.path() == "/fault" {
-            let fail = req.method() == Method::Put;
+        let call = match stubs::read_call(&mut req, true, DirectoryCall::decode).await {
+            Ok((_, call)) => call,
+            Err(refusal) => return stubs::refusal(refusal),
+        };
+        if let DirectoryCall::Fault(fail) = call {
             self.state.storage().put(FAULT_KEY, fail).await?;
             self.failing.set(Some(fail));
             return Response::from_json(&serde_json::json!({ "failing": fail }));
         }
-        let failing = match self.failing.get() {
-            Some(known) => known,
-            None => {
-                let stored = self.state.storage().get::<bool>(FAULT_KEY).await;
-                let known = stored.ok().flatten().unwrap_or(false);
-                self.failing.set(Some(known));
-                known
-            }
-        };
-        if failing {
+        if self.failing().await {
             return Response::error("directory failing on purpose (fault injection)", 503);
         }
-        match (req.method(), req.path().as_str()) {
-            (Method::Post, "/upsert") => {
-                let entries: Vec<GameEntry> = match req.json().await {
-                    Ok(entries) => entries,
-                    Err(err) => return Response::error(format!("bad entries: {err}"), 400),
-                };
+        let sql = self.state.storage().sql();
+        match call {
+            DirectoryCall::Upsert(entries) => {
                 for e in entries {
                     sql.exec(
                         "INSERT INTO games (slug, game_id, game_type, latest_round_id) VALUES (?, ?, ?, ?)
@@ -116,9 +73,9 @@ impl DurableObject for Directory {
                         vec![e.slug.into(), e.game_id.into(), e.game_type.into(), e.latest_round_id.into()],
                     )?;
                 }
-                Response::empty()
+                Response::ok("")
             }
-            (Method::Get, "/games") => {
+            DirectoryCall::Games => {
                 let rows: Vec<Row> = sql
                     .exec(
                         "SELECT slug, game_id, game_type, latest_round_id FROM games ORDER BY slug",
@@ -128,8 +85,20 @@ impl DurableObject for Directory {
                 let games: Vec<GameEntry> = rows.into_iter().map(Row::into_entry).collect();
                 Response::from_json(&games)
             }
-            _ => Response::error("not found", 404),
+            DirectoryCall::Fault(_) => Response::error("unreachable", 500),
         }
+    }
+}
+
+impl Directory {
+    async fn failing(&self) -> bool {
+        if let Some(known) = self.failing.get() {
+            return known;
+        }
+        let stored = self.state.storage().get::<bool>(FAULT_KEY).await;
+        let known = stored.ok().flatten().unwrap_or(false);
+        self.failing.set(Some(known));
+        known
     }
 }
 
@@ -152,28 +121,10 @@ impl Row {
     }
 }
 
-/// Every known game, from the directory object.
-pub(crate) async fn games(env: &Env) -> Result<Vec<GameEntry>> {
-    let stub = env
-        .durable_object(crate::config::DIRECTORY)?
-        .get_by_name(NAME)?;
-    let mut response = stub
-        .fetch_with_str("https://directory.internal/games")
-        .await?;
-    if response.status_code() != 200 {
-        return Err(worker::Error::RustError(format!(
-            "directory answered {}",
-            response.status_code()
-        )));
-    }
-    response.json().await
-}
-
-thread_local! {
-    // Plain data, so sharing it across requests is allowed: when the copy
-    // was read, and the games in it.
-    static COPY: std::cell::RefCell<Option<(f64, Vec<GameEntry>)>> = const { std::cell::RefCell::new(None) };
-}
+/// The isolate's copy of the directory (see `crate::isolate`): when it was
+/// read, and the games in it.
+#[derive(Default)]
+pub(crate) struct DirectoryCopy(RefCell<Option<(f64, Vec<GameEntry>)>>);
 
 /// How long an isolate reuses its copy of the directory for admission
 /// checks. A game's type almost never changes; without this, every connect
@@ -186,28 +137,44 @@ const COPY_TTL_MS: f64 = 10_000.0;
 const MISS_REREAD_MS: f64 = 1_000.0;
 
 fn copy_if(now: f64, fresh_within: f64) -> Option<Vec<GameEntry>> {
-    COPY.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(at, _)| now - at < fresh_within)
-            .map(|(_, games)| games.clone())
-    })
+    crate::isolate::get::<DirectoryCopy>()
+        .0
+        .borrow()
+        .as_ref()
+        .filter(|(at, _)| now - at < fresh_within)
+        .map(|(_, games)| games.clone())
 }
 
-async fn reread(env: &Env, now: f64) -> Result<Vec<GameEntry>> {
+async fn reread(env: &Env, now: f64) -> error::Result<Vec<GameEntry>> {
     let fresh = games(env).await?;
-    COPY.with(|c| *c.borrow_mut() = Some((now, fresh.clone())));
+    *crate::isolate::get::<DirectoryCopy>().0.borrow_mut() = Some((now, fresh.clone()));
     Ok(fresh)
+}
+
+/// Every known game, from the directory object.
+pub(crate) async fn games(env: &Env) -> error::Result<Vec<GameEntry>> {
+    DirectoryStub::new(env)?.games().await
+}
+
+/// Records what a stored batch taught about games.
+pub(crate) async fn upsert(env: &Env, entries: Vec<GameEntry>) -> error::Result<()> {
+    DirectoryStub::new(env)?.upsert(entries).await
+}
+
+/// Turns the directory's fault injection on or off (admin route, only with
+/// `ALLOW_FAULTS`): while on, every read and write of it fails.
+pub(crate) async fn set_failing(env: &Env, fail: bool) -> error::Result<()> {
+    DirectoryStub::new(env)?.fault(fail).await
 }
 
 /// Forgets the isolate's copy (this isolate just recorded a new game).
 pub(crate) fn invalidate_copy() {
-    COPY.with(|c| *c.borrow_mut() = None);
+    *crate::isolate::get::<DirectoryCopy>().0.borrow_mut() = None;
 }
 
 /// The games, as recently as `COPY_TTL_MS` ago, for telling a game's type.
-pub(crate) async fn games_for_admission(env: &Env) -> Result<Vec<GameEntry>> {
-    let now = worker::Date::now().as_millis() as f64;
+pub(crate) async fn games_for_admission(env: &Env) -> error::Result<Vec<GameEntry>> {
+    let now = now_ms();
     match copy_if(now, COPY_TTL_MS) {
         Some(games) => Ok(games),
         None => reread(env, now).await,
@@ -217,38 +184,14 @@ pub(crate) async fn games_for_admission(env: &Env) -> Result<Vec<GameEntry>> {
 /// The game `slug`, `None` if no round of it was ever stored. A game newer
 /// than the isolate's copy is looked up in the directory itself, at most
 /// once per `MISS_REREAD_MS`.
-pub(crate) async fn find_game(env: &Env, slug: &str) -> Result<Option<GameEntry>> {
+pub(crate) async fn find_game(env: &Env, slug: &str) -> error::Result<Option<GameEntry>> {
     let find = |games: Vec<GameEntry>| games.into_iter().find(|g| g.slug == slug);
     if let Some(game) = find(games_for_admission(env).await?) {
         return Ok(Some(game));
     }
-    let now = worker::Date::now().as_millis() as f64;
+    let now = now_ms();
     match copy_if(now, MISS_REREAD_MS) {
         Some(games) => Ok(find(games)),
         None => Ok(find(reread(env, now).await?)),
     }
-}
-
-/// Records what a stored batch taught about games.
-pub(crate) async fn upsert(env: &Env, entries: &[GameEntry]) -> Result<()> {
-    let stub = env
-        .durable_object(crate::config::DIRECTORY)?
-        .get_by_name(NAME)?;
-    let body =
-        serde_json::to_string(entries).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let response = stub
-        .fetch_with_request(Request::new_with_init(
-            "https://directory.internal/upsert",
-            &init,
-        )?)
-        .await?;
-    if !(200..300).contains(&response.status_code()) {
-        return Err(worker::Error::RustError(format!(
-            "directory answered {}",
-            response.status_code()
-        )));
-    }
-    Ok(())
 }

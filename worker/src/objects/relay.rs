@@ -1,51 +1,33 @@
-//! A relay (`relay:<stream>:<n>`, DESIGN §3.7b): a Durable Object that holds
-//! up to `RELAY_CAPACITY` subscriber sockets of one stream and sends them the
-//! stream object's pushes. It stores nothing and decides nothing: the stream
-//! object stores the rounds, numbers its pushes and hands every subscriber
-//! its backlog; the relay only fans out.
-//!
-//! Sockets are accepted through the Hibernation API and the relay keeps no
-//! per-client state or timer, so it sleeps between rounds. In memory it keeps
-//! the last few pushes (lost when it sleeps, which is fine): a subscriber
-//! whose ticket was issued just before pushes it has not seen gets them on
-//! joining, and one whose pushes are gone is told to ask again.
+//! A relay (`relay:<stream>:<n>`): a Durable Object that holds up to
+//! `RELAY_CAPACITY` subscriber sockets of one stream and sends them the
+//! stream object's pushes, under the rules of `fanout::relay`. Sockets are
+//! accepted through the Hibernation API and the relay keeps no per-client
+//! state or timer, so it sleeps between rounds.
 
 // The `#[durable_object]` macro generates undocumented public glue.
 #![allow(missing_docs)]
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::RefCell;
 
 use worker::{
-    Date, DurableObject, Env, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, durable_object,
+    DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair, durable_object,
 };
 
-use crate::config::relay_capacity;
-use crate::objects::{self, FULL, RelayCall, RelayCount, STALE, StreamStub, Ticket};
+use crate::fanout::relay::{Push, RelayCore};
+use crate::objects::protocol::{RelayCall, RelayCount, Ticket, parse_relay_name};
+use crate::objects::stubs::{self, StreamStub};
+use crate::platform::now_ms;
 
 /// Tag of the subscriber sockets (each also carries the relay's name).
 const SUBSCRIBER: &str = "sse";
-
-/// A ticket older than this is refused: the stream object forgets an idle
-/// relay only after twice this long without placing anyone on it.
-pub(crate) const TICKET_TTL_MS: f64 = 5_000.0;
-
-/// Pushes kept for subscribers still joining: at most this many…
-const RING_PUSHES: usize = 256;
-/// …and none older than this.
-const RING_MS: f64 = 10_000.0;
 
 #[durable_object]
 pub struct RelayObject {
     state: State,
     env: Env,
-    /// The latest pushes, oldest first: number, arrival (ms), message.
-    ring: RefCell<VecDeque<(u64, f64, js_sys::ArrayBuffer)>>,
-    /// The oldest push from which on `ring` holds every one.
-    first: Cell<Option<u64>>,
-    /// The last push received.
-    last: Cell<Option<u64>>,
+    /// The recent pushes and which joins and pushes to take.
+    core: RefCell<RelayCore<js_sys::ArrayBuffer>>,
     /// Random per construction (see [`RelayCount`]).
     instance: String,
     /// Fault injection for tests (`ALLOW_FAULTS`, and
@@ -57,19 +39,21 @@ impl DurableObject for RelayObject {
     fn new(state: State, env: Env) -> Self {
         Self {
             state,
-            ring: RefCell::default(),
-            first: Cell::new(None),
-            last: Cell::new(None),
-            instance: format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64),
-            hang_pushes: crate::config::fault(&env, "FAULT_RELAY_PUSH", "hang"),
+            core: RefCell::default(),
+            instance: crate::platform::instance_id(),
+            hang_pushes: crate::config::get(&env).faults.relay_pushes_hang,
             env,
         }
     }
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        let (name, call) = match RelayCall::parse(&req) {
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        // A push's body is read below, as a JS buffer.
+        let read = stubs::read_call(&mut req, false, |verb, target, _| {
+            RelayCall::decode(verb, target)
+        });
+        let (name, call) = match read.await {
             Ok(parsed) => parsed,
-            Err((status, reason)) => return Response::error(reason, status),
+            Err(refusal) => return stubs::refusal(refusal),
         };
         match call {
             RelayCall::Join(ticket) => self.join(&name, &ticket),
@@ -78,7 +62,7 @@ impl DurableObject for RelayObject {
                     // Fault injection: a relay that stops answering.
                     futures_util::future::pending::<()>().await;
                 }
-                let message = objects::body_buffer(&req).await?;
+                let message = stubs::body_buffer(&req).await?;
                 self.push(number, prev, &message);
                 self.count()
             }
@@ -93,8 +77,13 @@ impl DurableObject for RelayObject {
                     instance: self.instance.clone(),
                 })
             }
-            RelayCall::Stop => {
-                self.forget(None);
+            RelayCall::Stop { after } => {
+                // Streams still here would miss what is sent before it is
+                // placed on again.
+                for socket in &self.sockets() {
+                    let _ = socket.close(Some(1012), Some("stream restarting"));
+                }
+                self.core.borrow_mut().stop(after);
                 self.count()
             }
         }
@@ -144,62 +133,51 @@ impl RelayObject {
     /// Accepts a subscriber placed here by the stream object, and sends it
     /// the pushes after the ones its backlog holds.
     fn join(&self, name: &str, ticket: &Ticket) -> Result<Response> {
-        let now = Date::now().as_millis() as f64;
-        if (now - ticket.issued).abs() > TICKET_TTL_MS {
-            return Response::error("ticket expired, ask the stream again", STALE);
-        }
-        if self.sockets().len() >= relay_capacity(&self.env) {
-            return Response::error("relay full", FULL);
-        }
-        let pending: Vec<js_sys::ArrayBuffer> = match self.last.get() {
-            Some(last) if last > ticket.after => {
-                if self
-                    .first
-                    .get()
-                    .is_none_or(|first| first > ticket.after + 1)
-                {
-                    return Response::error("pushes after the ticket are gone", STALE);
-                }
-                self.ring
-                    .borrow()
-                    .iter()
-                    .filter(|(number, _, _)| *number > ticket.after)
-                    .map(|(_, _, message)| message.clone())
-                    .collect()
-            }
-            _ => Vec::new(),
+        let capacity = crate::config::get(&self.env).relay_capacity;
+        let decided = self
+            .core
+            .borrow_mut()
+            .join(ticket, now_ms(), self.sockets().len(), capacity);
+        let joined = match decided {
+            Ok(joined) => joined,
+            Err(refused) => return stubs::join_refused(refused),
         };
+        if joined.reset {
+            worker::console_warn!(
+                "relay missed pushes up to {}: its clients resume from the stream",
+                ticket.after
+            );
+            for socket in self.sockets() {
+                let _ = socket.close(Some(1012), Some("relay missed a round"));
+            }
+        }
         let pair = WebSocketPair::new()?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER, name]);
         let raw: &web_sys::WebSocket = pair.server.as_ref();
-        for message in &pending {
+        for message in &joined.pending {
             raw.send_with_array_buffer(message)?;
         }
         Response::from_websocket(pair.client)
     }
 
-    /// Sends one message of the stream to every socket. A push that does not
-    /// follow the last one (one was lost on the way) ends every stream here:
-    /// the clients reconnect and resume from the stream object, missing
-    /// nothing.
+    /// Sends one message of the stream to every socket; after a gap, ends
+    /// every stream here first (see [`Push`]).
     fn push(&self, number: u64, prev: Option<u64>, message: &js_sys::ArrayBuffer) {
-        if self.last.get().is_some_and(|last| number <= last) {
-            // Delivered already (a retried push): nothing is sent twice.
+        let decided = self
+            .core
+            .borrow_mut()
+            .push(number, prev, now_ms(), message.clone());
+        let Push::Send { missed } = decided else {
             return;
-        }
-        // What this relay last received tells best; after it slept, what the
-        // stream object last delivered here.
-        let expected = self.last.get().or(prev).map(|n| n + 1);
-        if let Some(expected) = expected.filter(|e| *e != number) {
+        };
+        if let Some((first, last)) = missed {
             worker::console_warn!(
-                "relay missed pushes {expected}..{}: its clients resume from the stream",
-                number - 1
+                "relay missed pushes {first}..{last}: its clients resume from the stream"
             );
             for socket in self.sockets() {
                 let _ = socket.close(Some(1012), Some("relay missed a round"));
             }
-            self.forget(Some(number));
         }
         for socket in self.sockets() {
             let raw: &web_sys::WebSocket = socket.as_ref();
@@ -207,25 +185,6 @@ impl RelayObject {
                 worker::console_warn!("send to a subscriber failed: {err:?}");
             }
         }
-        let now = Date::now().as_millis() as f64;
-        let mut ring = self.ring.borrow_mut();
-        ring.push_back((number, now, message.clone()));
-        while ring
-            .front()
-            .is_some_and(|(_, at, _)| ring.len() > RING_PUSHES || now - at > RING_MS)
-        {
-            ring.pop_front();
-        }
-        self.first
-            .set(ring.front().map(|(n, _, _)| *n).or(Some(number)));
-        self.last.set(Some(number));
-    }
-
-    /// Drops the kept pushes; from `next` on (if given) they are kept again.
-    fn forget(&self, next: Option<u64>) {
-        self.ring.borrow_mut().clear();
-        self.first.set(next);
-        self.last.set(next.map(|n| n.saturating_sub(1)));
     }
 
     /// After a socket left: when it was the last, the stream object is told,
@@ -255,24 +214,5 @@ impl RelayObject {
         if let Err(err) = told {
             worker::console_warn!("telling {stream} that relay {index} is idle failed: {err}");
         }
-    }
-}
-
-/// The stream object and index of a relay's name (`relay:<stream>:<n>`).
-fn parse_relay_name(name: &str) -> Option<(&str, u32)> {
-    let (stream, index) = name.strip_prefix("relay:")?.rsplit_once(':')?;
-    Some((stream, index.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relay_names_are_read_back() {
-        let name = objects::relay_object("type:multiplier", 12);
-        assert_eq!(parse_relay_name(&name), Some(("type:multiplier", 12)));
-        assert_eq!(parse_relay_name("sse"), None);
-        assert_eq!(parse_relay_name("relay:game:crash:x"), None);
     }
 }

@@ -1,17 +1,6 @@
-//! The stream object's side of its relays (DESIGN §3.7b): where a subscriber
-//! goes once the object holds `RELAY_CAPACITY` sockets, and how each stored
-//! batch's frames reach every relay in order.
-//!
-//! Each message the object broadcasts while it has relays gets the next push
-//! number (kept in `meta`, so it survives eviction). A subscriber placed on a
-//! relay gets, from the object, its backlog and a ticket naming the last push
-//! that backlog holds; the relay then sends it the pushes after that one.
-//! Pushes go out one at a time, in number order, to every relay, and the
-//! object answers a placement only once every push up to its ticket has been
-//! delivered: so a subscriber sees each frame exactly once. A push carries
-//! the number of the last one the relay acknowledged, so a relay that missed
-//! one ends its streams (the browsers resume from the object) instead of
-//! skipping a round.
+//! The stream object's side of its relays: its [`RelayBook`] (the rules, in
+//! `fanout::relays`) loaded from and saved to SQLite, and the pushes sent
+//! to every relay in order.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -19,10 +8,13 @@ use std::collections::VecDeque;
 use futures_channel::oneshot;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use worker::{Date, Env, Result, State};
+use worker::{Env, Result, State};
 
-use crate::objects::{RelayStub, Ticket, relay_object};
-use crate::relay_object::TICKET_TTL_MS;
+use crate::error;
+use crate::fanout::relays::{Relay, RelayBook, Ticket};
+use crate::objects::protocol::relay_object;
+use crate::objects::stubs::RelayStub;
+use crate::platform::now_ms;
 
 /// The relays table, created with the stream object's other tables.
 pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relays (
@@ -31,26 +23,6 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relays (
     placed_at REAL NOT NULL,
     active INTEGER NOT NULL
 )";
-
-/// A relay as the stream object knows it.
-#[derive(Debug, Clone, Deserialize)]
-struct Relay {
-    idx: u32,
-    /// Sockets it had when last heard of, plus those placed on it since.
-    sockets: u64,
-    /// When a subscriber was last placed on it (ms since the epoch).
-    placed_at: f64,
-    /// Pushed to; an inactive relay is forgotten until it is needed again.
-    #[serde(deserialize_with = "flag")]
-    active: bool,
-    /// The last push it acknowledged (memory only: unknown after eviction).
-    #[serde(skip)]
-    last_ok: Option<u64>,
-}
-
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    Ok(i64::deserialize(d)? != 0)
-}
 
 /// One relay in the stream's stats.
 #[derive(Debug, Serialize)]
@@ -64,32 +36,19 @@ pub(crate) struct RelayStats {
 #[derive(Default)]
 pub(crate) struct Relays {
     /// Loaded on first use.
-    rows: RefCell<Option<Vec<Relay>>>,
-    /// Number of the last push assigned (loaded with `rows`).
-    counter: Cell<u64>,
-    /// Assigned, not yet delivered, in order.
+    book: RefCell<Option<RelayBook>>,
+    /// Numbered, not yet delivered, in order.
     queue: RefCell<VecDeque<(u64, js_sys::ArrayBuffer)>>,
     draining: Cell<bool>,
-    /// Every push up to this one was delivered (or given up on).
-    delivered: Cell<u64>,
     /// Placements waiting for a push to be delivered.
     waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
 }
 
-fn now() -> f64 {
-    Date::now().as_millis() as f64
-}
-
-/// A relay may be forgotten once no ticket to it can still be used.
-fn placements_expired(relay: &Relay, at: f64) -> bool {
-    at - relay.placed_at > 2.0 * TICKET_TTL_MS
-}
-
 impl Relays {
-    /// Loads the counter and the relays once per instance; nothing when
-    /// the tables do not exist yet.
+    /// Loads the book once per instance; empty when the tables do not
+    /// exist yet.
     fn load(&self, state: &State) -> Result<()> {
-        if self.rows.borrow().is_some() {
+        if self.book.borrow().is_some() {
             return Ok(());
         }
         #[derive(Deserialize)]
@@ -109,53 +68,50 @@ impl Relays {
             .to_array()?;
         // The relays table comes with `meta` (the stream object creates
         // its tables together).
-        let rows: Vec<Relay> = if exists.first().is_some_and(|c| c.n > 0) {
+        let book = if exists.first().is_some_and(|c| c.n > 0) {
             let counter: Vec<Value> = sql
                 .exec("SELECT value FROM meta WHERE name = 'push'", None)?
                 .to_array()?;
             let counter = counter.first().map_or(0, |v| v.value.max(0) as u64);
-            self.counter.set(counter);
-            self.delivered.set(counter);
-            sql.exec(
-                "SELECT idx, sockets, placed_at, active FROM relays ORDER BY idx",
-                None,
-            )?
-            .to_array()?
+            let rows: Vec<Relay> = sql
+                .exec(
+                    "SELECT idx, sockets, placed_at, active FROM relays ORDER BY idx",
+                    None,
+                )?
+                .to_array()?;
+            RelayBook::loaded(rows, counter)
         } else {
-            Vec::new()
+            RelayBook::default()
         };
-        *self.rows.borrow_mut() = Some(rows);
+        *self.book.borrow_mut() = Some(book);
         Ok(())
+    }
+
+    /// Runs `f` on the loaded book.
+    fn with<T>(&self, state: &State, f: impl FnOnce(&mut RelayBook) -> T) -> Result<T> {
+        self.load(state)?;
+        let mut book = self.book.borrow_mut();
+        Ok(f(book.get_or_insert_with(RelayBook::default)))
     }
 
     /// Number of the last message sent (0 before the first).
     pub(crate) fn counter(&self, state: &State) -> Result<u64> {
-        self.load(state)?;
-        Ok(self.counter.get())
+        self.with(state, |book| book.counter())
     }
 
     /// Takes `count` message numbers; returns the first. The tables must
     /// exist. Runs in the same synchronous step as the store that sends the
     /// messages, so numbers follow storage order.
     pub(crate) fn number(&self, state: &State, count: u64) -> Result<u64> {
-        self.load(state)?;
-        let first = self.counter.get() + 1;
-        if count == 0 {
-            return Ok(first);
+        let (first, counter) = self.with(state, |book| (book.number(count), book.counter()))?;
+        if count > 0 {
+            state.storage().sql().exec(
+                "INSERT INTO meta (name, value) VALUES ('push', ?)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                vec![(counter as i64).into()],
+            )?;
         }
-        self.counter.set(first + count - 1);
-        state.storage().sql().exec(
-            "INSERT INTO meta (name, value) VALUES ('push', ?)
-             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            vec![(self.counter.get() as i64).into()],
-        )?;
         Ok(first)
-    }
-
-    fn with_rows<T>(&self, state: &State, f: impl FnOnce(&mut Vec<Relay>) -> T) -> Result<T> {
-        self.load(state)?;
-        let mut rows = self.rows.borrow_mut();
-        Ok(f(rows.get_or_insert_with(Vec::new)))
     }
 
     fn save(state: &State, relay: &Relay) -> Result<()> {
@@ -173,15 +129,6 @@ impl Relays {
         Ok(())
     }
 
-    fn active(&self, state: &State) -> Result<Vec<(u32, Option<u64>)>> {
-        self.with_rows(state, |rows| {
-            rows.iter()
-                .filter(|r| r.active)
-                .map(|r| (r.idx, r.last_ok))
-                .collect()
-        })
-    }
-
     /// Queues numbered messages for every relay; nothing while the stream
     /// has none.
     pub(crate) fn enqueue(
@@ -189,7 +136,7 @@ impl Relays {
         state: &State,
         messages: &[(u64, js_sys::ArrayBuffer)],
     ) -> Result<()> {
-        if messages.is_empty() || self.active(state)?.is_empty() {
+        if messages.is_empty() || !self.with(state, |book| book.has_active())? {
             return Ok(());
         }
         self.queue.borrow_mut().extend(messages.iter().cloned());
@@ -214,52 +161,30 @@ impl Relays {
             let Some((number, message)) = next else {
                 return Ok(());
             };
-            // Relays placed after this push was numbered hold it in their
-            // subscribers' backlogs already.
-            let targets: Vec<(u32, Option<u64>)> = self
-                .active(state)?
-                .into_iter()
-                .filter(|(_, last_ok)| last_ok.is_none_or(|n| n < number))
-                .collect();
+            let targets = self.with(state, |book| book.targets(number))?;
             let sends = targets.iter().map(|&(idx, prev)| {
                 let message = &message;
-                async move { (idx, push(env, stream, idx, number, prev, message).await) }
-            });
-            let results = join_all(sends).await;
-            let at = now();
-            let mut idle = Vec::new();
-            self.with_rows(state, |rows| {
-                for (idx, result) in results {
-                    let Some(relay) = rows.iter_mut().find(|r| r.idx == idx) else {
-                        continue;
-                    };
-                    match result {
-                        Ok(sockets) => {
-                            relay.last_ok = Some(number);
-                            relay.sockets = sockets;
-                            if sockets == 0 && placements_expired(relay, at) {
-                                idle.push(idx);
-                            }
-                        }
-                        // Its streams were asked to end (they resume from
-                        // the stream object), so nobody is left to push to;
-                        // were it kept, every batch would wait on it again.
-                        // A joiner still holding a ticket to it is refused
-                        // or times out, and asks again.
-                        Err(_) => idle.push(idx),
-                    }
+                async move {
+                    let sockets = push(env, stream, idx, number, prev, message).await;
+                    (idx, sockets.ok())
                 }
-            })?;
-            for idx in idle {
+            });
+            let heard = join_all(sends).await;
+            let forget = self.with(state, |book| book.pushed(number, &heard, now_ms()))?;
+            for idx in forget {
                 self.forget(env, state, stream, idx).await?;
             }
-            self.delivered.set(number);
+            self.with(state, |book| book.delivered(number))?;
             self.wake();
         }
     }
 
     fn wake(&self) {
-        let delivered = self.delivered.get();
+        let delivered = self
+            .book
+            .borrow()
+            .as_ref()
+            .map_or(0, RelayBook::delivered_up_to);
         let draining = self.draining.get();
         self.waiters.borrow_mut().retain_mut(|(number, _)| {
             // A finished drain leaves nothing to wait for.
@@ -271,62 +196,35 @@ impl Relays {
     /// relay that turned the last placement away.
     pub(crate) async fn place(
         &self,
+        env: &Env,
         state: &State,
+        stream: &str,
         capacity: usize,
         full: Option<u32>,
     ) -> Result<Ticket> {
-        let after = {
-            self.load(state)?;
-            self.counter.get()
-        };
-        let at = now();
-        let capacity = capacity as u64;
-        let relay = self.with_rows(state, |rows| {
-            if let Some(relay) = full.and_then(|f| rows.iter_mut().find(|r| r.idx == f)) {
-                relay.sockets = relay.sockets.max(capacity);
-            }
-            let index = rows
-                .iter()
-                .position(|r| r.active && r.sockets < capacity)
-                .or_else(|| rows.iter().position(|r| !r.active));
-            let relay = match index {
-                Some(i) => &mut rows[i],
-                None => {
-                    let idx = rows.iter().map(|r| r.idx + 1).max().unwrap_or(0);
-                    rows.push(Relay {
-                        idx,
-                        sockets: 0,
-                        placed_at: at,
-                        active: false,
-                        last_ok: None,
-                    });
-                    let last = rows.len() - 1;
-                    &mut rows[last]
-                }
-            };
-            if !relay.active {
-                relay.active = true;
-                relay.sockets = 0;
-                // Everything up to now is in the subscriber's backlog.
-                relay.last_ok = Some(after);
-            }
-            relay.sockets += 1;
-            relay.placed_at = at;
-            relay.clone()
-        })?;
+        let (relay, ticket, reactivated) =
+            self.with(state, |book| book.place(capacity as u64, full, now_ms()))?;
         Self::save(state, &relay)?;
-        // Pushes numbered up to `after` must reach the relay before the
+        if reactivated {
+            // Whatever it still holds missed what was sent while it was
+            // forgotten (see `RelayBook::place`).
+            let stopped = match RelayStub::new(env, stream, relay.idx) {
+                Ok(stub) => stub.stop(ticket.after).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = stopped {
+                worker::console_warn!("clearing relay {} failed: {err}", relay.idx);
+            }
+        }
+        // Pushes numbered up to the ticket must reach the relay before the
         // subscriber does, or it would get them twice.
-        if self.draining.get() && self.delivered.get() < after {
+        let delivered = self.with(state, |book| book.delivered_up_to())?;
+        if self.draining.get() && delivered < ticket.after {
             let (tx, rx) = oneshot::channel();
-            self.waiters.borrow_mut().push((after, tx));
+            self.waiters.borrow_mut().push((ticket.after, tx));
             let _ = rx.await;
         }
-        Ok(Ticket {
-            relay: relay.idx,
-            after,
-            issued: at,
-        })
+        Ok(ticket)
     }
 
     /// Socket counts of the active relays, asked of each; relays found empty
@@ -337,40 +235,39 @@ impl Relays {
         state: &State,
         stream: &str,
     ) -> Result<Vec<RelayStats>> {
-        let active = self.active(state)?;
+        let active = self.with(state, |book| book.active())?;
         let asked = join_all(active.iter().map(|&(idx, _)| async move {
-            let sockets = match RelayStub::new(env, stream, idx) {
+            let count = match RelayStub::new(env, stream, idx) {
                 Ok(stub) => stub.stats().await,
                 Err(err) => Err(err),
             };
-            (idx, sockets)
+            if let Err(err) = &count {
+                worker::console_warn!("stats of relay {idx} failed: {err}");
+            }
+            (idx, count.ok())
         }))
         .await;
-        let at = now();
-        let mut out = Vec::new();
-        let mut idle = Vec::new();
-        self.with_rows(state, |rows| {
-            for (idx, sockets) in asked {
-                let Some(relay) = rows.iter_mut().find(|r| r.idx == idx) else {
-                    continue;
-                };
-                match sockets {
-                    Ok(count) if count.sockets == 0 && placements_expired(relay, at) => {
-                        idle.push(idx);
-                    }
-                    Ok(count) => {
-                        relay.sockets = count.sockets;
-                        out.push(RelayStats {
-                            name: relay_object(stream, idx),
-                            sockets: count.sockets,
-                            instance: count.instance,
-                        });
-                    }
-                    Err(err) => worker::console_warn!("stats of relay {idx} failed: {err}"),
-                }
-            }
-        })?;
-        for idx in idle {
+        let heard: Vec<(u32, Option<u64>)> = asked
+            .iter()
+            .map(|(idx, count)| (*idx, count.as_ref().map(|c| c.sockets)))
+            .collect();
+        let (counted, forget) = self.with(state, |book| book.counted(&heard, now_ms()))?;
+        let out = counted
+            .into_iter()
+            .filter_map(|(idx, sockets)| {
+                let instance = asked
+                    .iter()
+                    .find(|(i, _)| *i == idx)
+                    .and_then(|(_, count)| count.as_ref())
+                    .map(|c| c.instance.clone())?;
+                Some(RelayStats {
+                    name: relay_object(stream, idx),
+                    sockets,
+                    instance,
+                })
+            })
+            .collect();
+        for idx in forget {
             self.forget(env, state, stream, idx).await?;
         }
         Ok(out)
@@ -385,16 +282,7 @@ impl Relays {
         stream: &str,
         idx: u32,
     ) -> Result<()> {
-        let at = now();
-        let expired = self.with_rows(state, |rows| {
-            rows.iter_mut()
-                .find(|r| r.idx == idx && r.active)
-                .map(|relay| {
-                    relay.sockets = 0;
-                    placements_expired(relay, at)
-                })
-        })?;
-        if expired == Some(true) {
+        if self.with(state, |book| book.idle(idx, now_ms()))? {
             self.forget(env, state, stream, idx).await?;
         }
         Ok(())
@@ -402,30 +290,24 @@ impl Relays {
 
     /// Stops pushing to a relay and tells it to drop what it keeps.
     async fn forget(&self, env: &Env, state: &State, stream: &str, idx: u32) -> Result<()> {
-        let relay = self.with_rows(state, |rows| {
-            rows.iter_mut().find(|r| r.idx == idx).map(|relay| {
-                relay.active = false;
-                relay.sockets = 0;
-                relay.last_ok = None;
-                relay.clone()
-            })
-        })?;
-        if let Some(relay) = relay {
-            Self::save(state, &relay)?;
-            let stopped = match RelayStub::new(env, stream, idx) {
-                Ok(stub) => stub.stop().await,
-                Err(err) => Err(err),
-            };
-            if let Err(err) = stopped {
-                worker::console_warn!("stopping relay {idx} failed: {err}");
-            }
+        let (relay, after) = self.with(state, |book| (book.forget(idx), book.counter()))?;
+        let Some(relay) = relay else {
+            return Ok(());
+        };
+        Self::save(state, &relay)?;
+        let stopped = match RelayStub::new(env, stream, idx) {
+            Ok(stub) => stub.stop(after).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = stopped {
+            worker::console_warn!("stopping relay {idx} failed: {err}");
         }
         Ok(())
     }
 
     /// Ends every stream held by a relay; returns how many.
     pub(crate) async fn disconnect(&self, env: &Env, state: &State, stream: &str) -> u64 {
-        let Ok(active) = self.active(state) else {
+        let Ok(active) = self.with(state, |book| book.active()) else {
             return 0;
         };
         let closed = join_all(active.iter().map(|&(idx, _)| async move {
@@ -439,11 +321,11 @@ impl Relays {
     }
 }
 
-/// One push to one relay, tried twice (each try gives up after
-/// `RELAY_CALL_TIMEOUT`). A relay that cannot be reached is asked to end its
-/// streams (they resume from the stream object) and is then forgotten; if it
-/// is used again, its first push names the last one it acknowledged, so it
-/// ends whatever streams it still holds.
+/// One push to one relay; a try that timed out or could not be carried is
+/// tried once more (a refusal would be refused again). A relay that cannot
+/// be reached is asked to end its streams (they resume from the stream
+/// object) and is then forgotten; if it is used again, its first push names
+/// the last one it acknowledged, so it ends whatever streams it still holds.
 async fn push(
     env: &Env,
     stream: &str,
@@ -451,10 +333,10 @@ async fn push(
     number: u64,
     prev: Option<u64>,
     message: &js_sys::ArrayBuffer,
-) -> Result<u64> {
+) -> error::Result<u64> {
     let stub = RelayStub::new(env, stream, idx)?;
     let mut result = stub.push(number, prev, message).await;
-    if result.is_err() {
+    if result.as_ref().is_err_and(|err| err.kind().is_transient()) {
         result = stub.push(number, prev, message).await;
     }
     if let Err(err) = &result {

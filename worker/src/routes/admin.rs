@@ -1,4 +1,4 @@
-//! Admin routes (DESIGN §3.9), guarded by `Authorization: Bearer
+//! Admin routes, guarded by `Authorization: Bearer
 //! <ADMIN_TOKEN>`: create, list and revoke API keys, and look at a stream.
 //!
 //! KV layout: `key:<sha256 hex>` → the key's record (the only lookup the
@@ -13,15 +13,16 @@ use shared::names;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use wasm_bindgen::JsCast;
-use worker::{Date, Env, Headers, Request, Response};
+use worker::{Date, Env, Request, Response};
 
-use crate::config::{ADMIN_TOKEN, KEYS, strong_secret};
+use crate::access::keys::{self, ID_PREFIX};
+use crate::access::limits;
+use crate::config::KEYS;
 use crate::error::{ApiError, ApiResult};
-use crate::objects::StreamStub;
-
-/// Prefix of the KV entry naming a key id's hash.
-pub(crate) const ID_PREFIX: &str = "id:";
+use crate::http::{self, to_json};
+use crate::objects::directory;
+use crate::objects::stubs::StreamStub;
+use crate::platform::random_bytes;
 
 /// Longest id looked up. Ids are `key_` and 16 hex digits; KV refuses keys
 /// over 512 bytes with an error (a 503), so a longer id in a URL is simply
@@ -35,16 +36,11 @@ fn no_such_key() -> ApiError {
 /// Refuses the request unless it carries the admin token.
 pub(crate) fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
     let refused = || ApiError::new(ErrorCode::Unauthorized, "admin token required");
-    let Some(expected) = strong_secret(env, ADMIN_TOKEN) else {
+    let config = crate::config::get(env);
+    let Some(expected) = config.admin_token.as_deref() else {
         return Err(refused());
     };
-    let presented = req
-        .headers()
-        .get("authorization")
-        .ok()
-        .flatten()
-        .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
-        .ok_or_else(refused)?;
+    let presented = http::bearer(req).ok_or_else(refused)?;
     // Constant-time: the comparison must not tell how much of a guess was right.
     if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
@@ -85,18 +81,6 @@ struct Created {
     record: ApiKeyRecord,
 }
 
-/// Fills `buf` from `crypto.getRandomValues`.
-pub(crate) fn random_bytes(buf: &mut [u8]) -> worker::Result<()> {
-    let crypto: web_sys::Crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
-        .map_err(worker::Error::from)?
-        .dyn_into()
-        .map_err(|_| worker::Error::RustError("no crypto global".into()))?;
-    crypto
-        .get_random_values_with_u8_array(buf)
-        .map_err(worker::Error::from)?;
-    Ok(())
-}
-
 fn now_rfc3339() -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(Date::now().as_millis()) * 1_000_000)
         .ok()
@@ -132,20 +116,6 @@ fn validate_origins(origins: &Option<Vec<String>>) -> ApiResult<()> {
         }
     }
     Ok(())
-}
-
-fn json_response(status: u16, body: Vec<u8>) -> ApiResult<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    headers.set("cache-control", "no-store")?;
-    Ok(Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(body))
-}
-
-fn to_json<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
-    Ok(serde_json::to_vec(value)?)
 }
 
 /// `POST /admin/keys`.
@@ -205,7 +175,7 @@ pub(crate) async fn create_key(mut req: Request, env: Env) -> ApiResult<Response
     .await?;
     kv.put(&format!("{ID_PREFIX}{id}"), hash)?.execute().await?;
     worker::console_log!("admin: created API key {id}");
-    json_response(201, to_json(&Created { key, record })?)
+    respond(201, to_json(&Created { key, record })?)
 }
 
 /// `GET /admin/keys`: every record, never a key or a hash.
@@ -236,7 +206,7 @@ pub(crate) async fn list_keys(env: Env) -> ApiResult<Response> {
     struct Body {
         keys: Vec<ApiKeyRecord>,
     }
-    json_response(200, to_json(&Body { keys })?)
+    respond(200, to_json(&Body { keys })?)
 }
 
 /// `DELETE /admin/keys/:id`: revokes; the record stays, marked revoked.
@@ -260,9 +230,9 @@ pub(crate) async fn revoke_key(env: Env, id: &str) -> ApiResult<Response> {
     kv.put(&kv_key, serde_json::to_string(&record)?)?
         .execute()
         .await?;
-    crate::auth::forget(&kv_key);
+    keys::forget(&kv_key);
     worker::console_log!("admin: revoked API key {id}");
-    json_response(200, to_json(&record)?)
+    respond(200, to_json(&record)?)
 }
 
 /// `GET /admin/keys/:id/usage?days=N` (1–90, default 7): the key's usage per
@@ -281,11 +251,11 @@ pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Respon
             .filter(|d| (1..=shared::limits::USAGE_KEEP_DAYS).contains(d))
             .ok_or_else(|| ApiError::bad_request("days must be 1 to 90"))?,
     };
-    if id.len() > MAX_ID_LEN || crate::auth::kv_key_of_id(&env, id).await?.is_none() {
+    if id.len() > MAX_ID_LEN || keys::kv_key_of_id(&env, id).await?.is_none() {
         return Err(no_such_key());
     }
-    let body = crate::limits::usage(&env, id, days).await?;
-    json_response(200, to_json(&body)?)
+    let body = limits::usage(&env, id, days).await?;
+    respond(200, to_json(&body)?)
 }
 
 /// `PUT`/`DELETE /admin/faults/directory`: makes the games directory fail
@@ -294,7 +264,7 @@ pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Respon
 /// elsewhere the route does not exist.
 pub(crate) async fn directory_fault(env: Env, fail: bool) -> ApiResult<Response> {
     faults_allowed(&env)?;
-    crate::directory::set_failing(&env, fail).await?;
+    directory::set_failing(&env, fail).await?;
     Ok(Response::from_json(
         &serde_json::json!({ "failing": fail }),
     )?)
@@ -305,14 +275,14 @@ pub(crate) async fn directory_fault(env: Env, fail: bool) -> ApiResult<Response>
 /// watchdog. `ALLOW_FAULTS` only, as above.
 pub(crate) fn feed_owners_fault(env: &Env) -> ApiResult<Response> {
     faults_allowed(env)?;
-    let silenced = crate::feed::silence_owners();
+    let silenced = crate::clients::feed::silence_owners();
     Ok(Response::from_json(
         &serde_json::json!({ "silenced": silenced }),
     )?)
 }
 
 fn faults_allowed(env: &Env) -> ApiResult<()> {
-    if crate::config::faults_allowed(env) {
+    if crate::config::get(env).faults.allowed {
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::NotFound, "no such route"))
@@ -338,9 +308,13 @@ pub(crate) async fn stream_admin(
     };
     let object = StreamStub::of(&env, &stream)?;
     let body = if disconnect {
-        object.disconnect().await?
+        to_json(&object.disconnect().await?)?
     } else {
         object.stats().await?
     };
-    json_response(200, body)
+    respond(200, body)
+}
+
+fn respond(status: u16, body: Vec<u8>) -> ApiResult<Response> {
+    Ok(http::json(status, body, None)?)
 }

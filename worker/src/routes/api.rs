@@ -1,16 +1,18 @@
-//! The public REST API (DESIGN §3.3): known games, a game's latest round and
+//! The public REST API: known games, a game's latest round and
 //! its history. Same keys and scopes as the streams.
 
 use serde::Serialize;
 use shared::cursor::StreamName;
 use shared::error::ErrorCode;
 use shared::names;
-use worker::{Env, Headers, Request, Response};
+use worker::{Env, Request, Response};
 
-use crate::auth::{self, Admitted};
-use crate::directory::{self, GameEntry};
+use crate::access::admission::{self, Admitted};
 use crate::error::{ApiError, ApiResult};
-use crate::objects::StreamStub;
+use crate::http::{self, to_json};
+use crate::objects::directory;
+use crate::objects::protocol::GameEntry;
+use crate::objects::stubs::StreamStub;
 
 /// Largest `limit` of the history route.
 pub(crate) const MAX_LIMIT: u32 = 1000;
@@ -18,35 +20,12 @@ pub(crate) const MAX_LIMIT: u32 = 1000;
 pub(crate) const DEFAULT_LIMIT: u32 = 50;
 
 fn json(admitted: &Admitted, body: Vec<u8>) -> ApiResult<Response> {
-    json_with_status(admitted, 200, body)
-}
-
-/// A JSON answer to an admitted request, with its CORS header.
-pub(crate) fn json_with_status(
-    admitted: &Admitted,
-    status: u16,
-    body: Vec<u8>,
-) -> ApiResult<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    headers.set("cache-control", "no-store")?;
-    if let Some(origin) = &admitted.allow_origin {
-        headers.set("access-control-allow-origin", origin)?;
-        headers.set("vary", "origin")?;
-    }
-    Ok(Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(body))
-}
-
-fn to_json<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
-    Ok(serde_json::to_vec(value)?)
+    Ok(http::json(200, body, admitted.allow_origin.as_deref())?)
 }
 
 /// `GET /api/games`: the games this key may read.
 pub(crate) async fn games(req: Request, env: Env) -> ApiResult<Response> {
-    let admitted = auth::admit_request(&req, &env, &[]).await?;
+    let admitted = admission::admit_request(&req, &env, &[]).await?;
     let record = &admitted.record;
     let games: Vec<GameEntry> = directory::games(&env)
         .await?
@@ -68,7 +47,7 @@ async fn known_game(env: &Env, stream: &StreamName) -> ApiResult<()> {
     };
     match directory::find_game(env, slug).await? {
         Some(_) => Ok(()),
-        None => Err(ApiError::new(ErrorCode::NotFound, "unknown game")),
+        None => Err(ApiError::not_found("unknown game")),
     }
 }
 
@@ -81,7 +60,7 @@ fn game_slug(raw: &str) -> ApiResult<StreamName> {
 /// `GET /api/games/:game/latest`.
 pub(crate) async fn latest(req: Request, env: Env, game: &str) -> ApiResult<Response> {
     let stream = game_slug(game)?;
-    let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
+    let admitted = admission::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
     known_game(&env, &stream).await?;
     match StreamStub::of(&env, &stream)?.latest().await {
         Ok(Some(body)) => json(&admitted, body),
@@ -99,12 +78,7 @@ pub(crate) async fn latest(req: Request, env: Env, game: &str) -> ApiResult<Resp
 /// `GET /api/games/:game/rounds?limit=&before=`: newest first.
 pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Response> {
     let stream = game_slug(game)?;
-    let url = req.url()?;
-    let query = |name: &str| {
-        url.query_pairs()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
-    };
+    let query = |name: &str| http::query(&req, name);
     let limit = match query("limit") {
         None => DEFAULT_LIMIT,
         Some(raw) => raw
@@ -119,7 +93,7 @@ pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Resp
             .parse::<i64>()
             .map_err(|_| ApiError::bad_request("before must be a round id"))?,
     };
-    let admitted = auth::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
+    let admitted = admission::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
     known_game(&env, &stream).await?;
     match StreamStub::of(&env, &stream)?.rounds(limit, before).await {
         Ok(array) => {

@@ -1,4 +1,4 @@
-//! `POST /internal/rounds` (DESIGN §3.5): a signed batch of round events from
+//! `POST /internal/rounds`: a signed batch of round events from
 //! ingest, split per Durable Object (the game's and the game type's), stored
 //! by every one of them before the 2xx that lets ingest acknowledge.
 
@@ -11,10 +11,11 @@ use shared::error::ErrorCode;
 use shared::{IngestBatch, IngestReply, RoundEvent, names, signature};
 use worker::{Context, Date, Env, Headers, Request, Response};
 
-use crate::config::{INGEST_SECRET, strong_secret};
-use crate::directory::{self, GameEntry};
 use crate::error::{ApiError, ApiResult};
-use crate::objects::{self, StreamStub};
+use crate::objects::directory;
+use crate::objects::protocol::{GameEntry, game_object, type_object};
+use crate::objects::stubs::StreamStub;
+use crate::platform::background;
 
 /// Largest accepted batch body.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -31,7 +32,8 @@ fn exact_in_js(n: i64) -> bool {
 /// Handles one batch.
 pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> ApiResult<Response> {
     let refused = || ApiError::new(ErrorCode::InvalidSignature, "invalid signature");
-    let secret = strong_secret(&env, INGEST_SECRET).ok_or_else(refused)?;
+    let config = crate::config::get(&env);
+    let secret = config.ingest_secret.as_deref().ok_or_else(refused)?;
     // Header first: a request with no fresh, well-formed signature is
     // refused before a byte of its body is read.
     let header = req.headers().get(signature::HEADER).ok().flatten();
@@ -81,8 +83,8 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> Api
 
     // Game objects first in the list; only their replies are summed, since
     // type objects see the same events a second time.
-    let games = group(&batch.events, |e| objects::game_object(&e.round.game_slug));
-    let types = group(&batch.events, |e| objects::type_object(&e.round.game_type));
+    let games = group(&batch.events, |e| game_object(&e.round.game_slug));
+    let types = group(&batch.events, |e| type_object(&e.round.game_type));
     let game_count = games.len();
     let mut calls = Vec::with_capacity(games.len() + types.len());
     for (object, events) in games.into_iter().chain(types) {
@@ -113,7 +115,7 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> Api
     // directory then stalls nothing but `/api/games`'s latest ids.
     let entries = directory_entries(&batch.events);
     if entries.iter().any(|e| !recorded(e)) {
-        if let Err(err) = directory::upsert(&env, &entries).await {
+        if let Err(err) = directory::upsert(&env, entries.clone()).await {
             worker::console_error!("directory update failed: {err}");
             return Err(ApiError::unavailable(
                 "the games directory could not record a new game, retry",
@@ -123,8 +125,8 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> Api
         directory::invalidate_copy();
     } else {
         let env = env.clone();
-        crate::background::after_response(&ctx, async move {
-            if let Err(err) = directory::upsert(&env, &entries).await {
+        background::after_response(&ctx, async move {
+            if let Err(err) = directory::upsert(&env, entries.clone()).await {
                 worker::console_error!("directory update of latest round ids failed: {err}");
             }
         });
@@ -135,34 +137,32 @@ pub(crate) async fn post_rounds(mut req: Request, env: Env, ctx: Context) -> Api
     Ok(Response::builder().with_headers(headers).fixed(json))
 }
 
-thread_local! {
-    // Slug → (id, type) of games this isolate saw recorded in the directory.
-    // Plain data, so sharing it across requests is allowed.
-    static RECORDED: RefCell<HashMap<String, (i64, String)>> = RefCell::new(HashMap::new());
-}
+/// Slug → (id, type) of games this isolate saw recorded in the directory
+/// (see `crate::isolate`).
+#[derive(Default)]
+pub(crate) struct Recorded(RefCell<HashMap<String, (i64, String)>>);
 
 /// Most games remembered as recorded; past it the memory starts over (which
 /// costs one waiting directory write per game).
 const RECORDED_MAX: usize = 10_000;
 
 fn recorded(entry: &GameEntry) -> bool {
-    RECORDED.with(|r| {
-        r.borrow()
-            .get(&entry.slug)
-            .is_some_and(|(id, t)| *id == entry.game_id && *t == entry.game_type)
-    })
+    crate::isolate::get::<Recorded>()
+        .0
+        .borrow()
+        .get(&entry.slug)
+        .is_some_and(|(id, t)| *id == entry.game_id && *t == entry.game_type)
 }
 
 fn remember(entries: &[GameEntry]) {
-    RECORDED.with(|r| {
-        let mut r = r.borrow_mut();
-        if r.len() + entries.len() > RECORDED_MAX {
-            r.clear();
-        }
-        for e in entries {
-            r.insert(e.slug.clone(), (e.game_id, e.game_type.clone()));
-        }
-    });
+    let recorded = crate::isolate::get::<Recorded>();
+    let mut r = recorded.0.borrow_mut();
+    if r.len() + entries.len() > RECORDED_MAX {
+        r.clear();
+    }
+    for e in entries {
+        r.insert(e.slug.clone(), (e.game_id, e.game_type.clone()));
+    }
 }
 
 /// One entry per game of the batch, with its highest round id.
@@ -215,7 +215,7 @@ fn too_large() -> ApiError {
 }
 
 /// Groups events by object name, keeping first-seen order of objects and
-/// arrival order within each (commit order per game, DESIGN §3.6).
+/// arrival order within each (commit order per game, docs/protocol.md#the-debezium-mapping).
 fn group(
     events: &[RoundEvent],
     name: impl Fn(&RoundEvent) -> String,

@@ -1,14 +1,28 @@
-//! Method and path → handler. Hand-written rather than `worker::Router`
-//! because the route set is small and this keeps the 404/405 distinction,
-//! CORS preflight and the JSON error rendering in one obvious place.
+//! Method and path → handler: the Worker's only entry point. Hand-written
+//! rather than `worker::Router` because the route set is small and this
+//! keeps the 404/405 distinction, CORS preflight and the JSON error
+//! rendering in one obvious place. Every route, its credential and its
+//! errors are in `docs/protocol.md`.
+//!
+//! - [`sse`]: the streams; [`api`]: the public REST routes; [`tokens`]:
+//!   minting browser tokens; [`admin`]: keys, usage, stream stats, faults;
+//!   [`ingest`]: `POST /internal/rounds`.
+//!
+//! Below it: `clients` (a stream's response), `access`, `objects`, the base.
+
+pub(crate) mod admin;
+pub(crate) mod api;
+pub(crate) mod ingest;
+pub(crate) mod sse;
+pub(crate) mod tokens;
 
 use shared::cursor::StreamName;
 use shared::error::ErrorCode;
 use shared::names;
 use worker::{Context, Env, Headers, Method, Request, Response, Result};
 
+use crate::access::{admission, limits};
 use crate::error::{ApiError, ApiResult};
-use crate::{admin, api, auth, bridge, ingest, limits, tokens};
 
 /// Handles one request to the Worker.
 ///
@@ -59,19 +73,19 @@ async fn route(
         }
         ["sse"] => {
             allow(method, &[Get])?;
-            bridge::multiplexed_stream(req, env, ctx).await
+            sse::multiplexed_stream(req, env, ctx).await
         }
         ["sse", "type", game_type] => {
             allow(method, &[Get])?;
             let game_type = names::validate(game_type)
                 .map_err(|e| ApiError::bad_request(format!("invalid game type: {e}")))?;
-            bridge::single_stream(req, env, ctx, StreamName::Type(game_type.to_owned())).await
+            sse::single_stream(req, env, ctx, StreamName::Type(game_type.to_owned())).await
         }
         ["sse", game] => {
             allow(method, &[Get])?;
             let slug = names::validate(game)
                 .map_err(|e| ApiError::bad_request(format!("invalid game slug: {e}")))?;
-            bridge::single_stream(req, env, ctx, StreamName::Game(slug.to_owned())).await
+            sse::single_stream(req, env, ctx, StreamName::Game(slug.to_owned())).await
         }
         ["api", "tokens"] => {
             allow(method, &[Post])?;
@@ -163,23 +177,36 @@ fn demo_page() -> ApiResult<Response> {
         .fixed(include_str!("demo.html").as_bytes().to_vec()))
 }
 
-/// `{"status":"ok","limits":"on"|"off"}`; with limits on, also how many
-/// admissions this isolate let through because Upstash could not be asked.
+/// `{"status":"ok","limits":"on"|"off",…,"config":"ok"|[names]}`; with
+/// limits on, also how many admissions this isolate let through because
+/// Upstash could not be asked; `config` lists the variables whose values
+/// could not be used (names only, never values).
 fn healthz(env: &Env) -> ApiResult<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    headers.set("cache-control", "no-store")?;
-    let body = if limits::enabled(env) {
-        format!(
-            r#"{{"status":"ok","limits":"on","limits_failed_open":{}}}"#,
-            limits::failed_open()
-        )
-    } else {
-        r#"{"status":"ok","limits":"off"}"#.to_string()
+    #[derive(serde::Serialize)]
+    struct Health {
+        status: &'static str,
+        limits: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limits_failed_open: Option<u64>,
+        config: serde_json::Value,
+    }
+    let problems = crate::config::get(env).problem_names();
+    let on = limits::enabled(env);
+    let health = Health {
+        status: "ok",
+        limits: if on { "on" } else { "off" },
+        limits_failed_open: on.then(limits::failed_open),
+        config: if problems.is_empty() {
+            serde_json::json!("ok")
+        } else {
+            serde_json::json!(problems)
+        },
     };
-    Ok(Response::builder()
-        .with_headers(headers)
-        .fixed(body.into_bytes()))
+    Ok(crate::http::json(
+        200,
+        crate::http::to_json(&health)?,
+        None,
+    )?)
 }
 
 /// CORS preflight of the public routes. When the URL carries the key or a
@@ -194,7 +221,7 @@ async fn preflight(req: &Request, env: &Env) -> ApiResult<Response> {
                 .any(|(name, _)| name == "api_key" || name == "token")
         });
         let allow_origin = if key_in_url {
-            auth::authenticate(req, env)
+            admission::authenticate(req, env)
                 .await?
                 .allow_origin
                 .unwrap_or(origin)

@@ -1,4 +1,4 @@
-//! Debezium change events → round events (DESIGN §3.6).
+//! Debezium change events → round events (docs/protocol.md#the-debezium-mapping).
 //!
 //! Accepts both envelope forms (`schemas.enable=false`: the envelope itself;
 //! `true`: `{"schema":…,"payload":<envelope>}`). Tables are told apart by the

@@ -1,4 +1,4 @@
-//! The signed HTTP client for `POST /internal/rounds` (DESIGN §3.5).
+//! The signed HTTP client for `POST /internal/rounds` (docs/protocol.md#ingest-to-edge).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,4 +1,4 @@
-//! API keys (DESIGN §3.4).
+//! API keys (docs/protocol.md#api-keys-and-browser-tokens).
 //!
 //! A key is `sk_live_` or `sk_test_` followed by at least 32 base62
 //! characters. KV holds only `key:<hex SHA-256 of the whole key>` → an
@@ -76,13 +76,13 @@ pub struct ApiKeyRecord {
     /// Browser origins allowed to use the key; `None` means any origin.
     #[serde(default)]
     pub origins: Option<Vec<String>>,
-    /// Most concurrent streams (enforced with Upstash Redis, DESIGN §3.8).
+    /// Most concurrent streams (enforced with Upstash Redis, docs/protocol.md#per-key-limits-and-usage).
     #[serde(default)]
     pub max_streams: Option<u32>,
-    /// Most new connections per minute (DESIGN §3.8).
+    /// Most new connections per minute (docs/protocol.md#per-key-limits-and-usage).
     #[serde(default)]
     pub connects_per_minute: Option<u32>,
-    /// Most REST requests per minute (DESIGN §3.8).
+    /// Most REST requests per minute (docs/protocol.md#per-key-limits-and-usage).
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
     /// Creation time, RFC 3339.

@@ -1,4 +1,4 @@
-//! The JSON error body of every public route (DESIGN §3.3):
+//! The JSON error body of every public route (docs/protocol.md#errors):
 //! `{"error":{"code":"invalid_api_key","message":"…"}}`.
 
 use serde::{Deserialize, Serialize};

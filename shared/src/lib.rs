@@ -6,15 +6,15 @@
 //! pass "now" in, which keeps every function deterministic and testable.
 //!
 //! The major components are:
-//! - [`round`]: the round as clients see it (DESIGN §3.1) and the ingest batch
-//!   that carries round events to the edge (DESIGN §3.5, §3.9).
-//! - [`sse`]: the Server-Sent Events frame encoder (DESIGN §3.2).
+//! - [`round`]: the round as clients see it (docs/protocol.md#the-round) and the ingest batch
+//!   that carries round events to the edge (docs/protocol.md#ingest-to-edge).
+//! - [`sse`]: the Server-Sent Events frame encoder (docs/protocol.md#server-sent-events).
 //! - [`signature`]: the `x-signature` HMAC scheme between ingest and the edge.
-//! - [`apikey`]: API key format, hashing and the record stored in KV (DESIGN §3.4).
+//! - [`apikey`]: API key format, hashing and the record stored in KV (docs/protocol.md#api-keys-and-browser-tokens).
 //! - [`cursor`]: stream names and the resume cursor of multiplexed streams.
 //! - [`names`]: validation of game slugs and game types used in URLs and object names.
-//! - [`error`]: the JSON error body every public route answers with (DESIGN §3.3).
-//! - [`upstash`]: the Upstash Redis REST protocol (DESIGN §3.8), transport-free.
+//! - [`error`]: the JSON error body every public route answers with (docs/protocol.md#errors).
+//! - [`upstash`]: the Upstash Redis REST protocol (docs/protocol.md#per-key-limits-and-usage), transport-free.
 //! - [`limits`]: per-key limits and usage as Redis keys and Lua scripts.
 //! - [`token`]: short-lived browser tokens signed by the Worker.
 //! - [`secret`]: strength checks of the shared secrets.

@@ -1,4 +1,4 @@
-//! Per-key limits and usage (DESIGN §3.8) as Redis data and commands, so the
+//! Per-key limits and usage (docs/protocol.md#per-key-limits-and-usage) as Redis data and commands, so the
 //! Worker's side is only "send this, act on that" and every rule is tested
 //! here.
 //!

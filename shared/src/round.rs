@@ -1,5 +1,5 @@
-//! The round (DESIGN §3.1) and the batch of round events ingest posts to the
-//! edge (DESIGN §3.5, §3.9).
+//! The round (docs/protocol.md#the-round) and the batch of round events ingest posts to the
+//! edge (docs/protocol.md#ingest-to-edge).
 
 use serde::{Deserialize, Serialize};
 

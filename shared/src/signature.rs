@@ -1,4 +1,4 @@
-//! The `x-signature` scheme that authenticates ingest's batches (DESIGN §3.5):
+//! The `x-signature` scheme that authenticates ingest's batches (docs/protocol.md#ingest-to-edge):
 //! `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 //!
 //! The timestamp is inside the MAC, so a captured request can only be replayed

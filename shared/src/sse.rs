@@ -1,4 +1,4 @@
-//! Server-Sent Events framing (DESIGN §3.2).
+//! Server-Sent Events framing (docs/protocol.md#server-sent-events).
 //!
 //! A frame is built field by field and ends with a blank line. The encoder
 //! follows the WHATWG `text/event-stream` rules: `data` may span lines (each

@@ -1,4 +1,4 @@
-//! Browser tokens (DESIGN §3.8): short-lived credentials a partner's server
+//! Browser tokens (docs/protocol.md#per-key-limits-and-usage): short-lived credentials a partner's server
 //! mints from its API key, so a page never holds the key itself.
 //!
 //! A token is `st_<claims>.<tag>`: `<claims>` is the base64url (no padding)

@@ -1,4 +1,4 @@
-//! The Upstash Redis REST protocol (DESIGN §3.8), as plain data: how a command,
+//! The Upstash Redis REST protocol (docs/protocol.md#per-key-limits-and-usage), as plain data: how a command,
 //! a pipeline and a transaction are encoded, and how each reply is decoded
 //! into typed values or a typed error.
 //!

@@ -15,7 +15,7 @@ use shared::apikey::{
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// DESIGN §3.4, written out: `sk_live_` or `sk_test_`, then 32 to 128 ASCII
+/// docs/protocol.md#api-keys-and-browser-tokens, written out: `sk_live_` or `sk_test_`, then 32 to 128 ASCII
 /// letters and digits.
 fn documented_shape(key: &str) -> bool {
     [PREFIX_LIVE, PREFIX_TEST].iter().any(|prefix| {

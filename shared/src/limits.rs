@@ -218,11 +218,35 @@ pub struct Lease {
     pub lease: String,
     /// Whole seconds streamed since they were last counted.
     pub unreported_secs: u64,
+    /// The key's `max_streams` (0: unlimited), for taking a lapsed lease
+    /// back.
+    pub max_streams: u32,
 }
 
+/// KEYS: the key's streams set. ARGV: now, new expiry, max streams, then the
+/// lease ids. Extends each lease; one that lapsed (a refresh failed, and its
+/// slot expired) is taken back if the key has room, else it is lost, and
+/// the script returns the lost ones: their streams end.
+const REFRESH: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local max = tonumber(ARGV[3])
+local lost = {}
+for i = 4, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) or max == 0
+      or redis.call('ZCARD', KEYS[1]) < max then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return lost
+";
+
 /// Commands (one pipeline) that extend `leases` to `now_ms + lease_ttl_ms` and
-/// add their unreported stream seconds to today's usage. A lease that already
-/// lapsed is not brought back (`ZADD XX`): its slot was given away.
+/// add their unreported stream seconds to today's usage: one script per key
+/// (see [`lost_leases`] for its reply), then the usage counts. A lease that
+/// lapsed is taken back while its key has room, and is lost otherwise.
 pub fn refresh(leases: &[Lease], now_ms: i64, lease_ttl_ms: i64) -> Vec<Command> {
     let mut by_key: Vec<(&str, Vec<&Lease>)> = Vec::new();
     for lease in leases {
@@ -235,18 +259,39 @@ pub fn refresh(leases: &[Lease], now_ms: i64, lease_ttl_ms: i64) -> Vec<Command>
     let today = day(now_ms);
     let mut commands = Vec::new();
     for (id, list) in by_key {
-        let mut zadd = Command::new("ZADD").arg(streams_key(id)).arg("XX");
+        let max = list.iter().map(|l| l.max_streams).max().unwrap_or(0);
+        let mut script = Command::new("EVAL")
+            .arg(REFRESH)
+            .arg(1)
+            .arg(streams_key(id))
+            .arg(now_ms)
+            .arg(expiry)
+            .arg(max);
         for lease in &list {
-            zadd = zadd.arg(expiry).arg(&lease.lease);
+            script = script.arg(&lease.lease);
         }
-        commands.push(zadd);
-        commands.push(Command::new("PEXPIREAT").arg(streams_key(id)).arg(expiry));
+        commands.push(script);
         let secs: u64 = list.iter().map(|l| l.unreported_secs).sum();
         if secs > 0 {
             commands.extend(count_seconds(id, &today, secs));
         }
     }
     commands
+}
+
+/// The lease ids a refresh script (a reply to one of [`refresh`]'s `EVAL`s)
+/// says were lost; `None` for any other reply.
+pub fn lost_leases(value: &Value) -> Option<Vec<String>> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Bytes(bytes) => String::from_utf8(bytes.clone()).ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 fn count_seconds(id: &str, day: &str, secs: u64) -> [Command; 2] {
@@ -452,24 +497,30 @@ mod tests {
             key_id: key.into(),
             lease: id.into(),
             unreported_secs: secs,
+            max_streams: 2,
         };
         let commands = refresh(
             &[lease("a", "1", 15), lease("b", "2", 0), lease("a", "3", 14)],
             NOW,
             30_000,
         );
-        let text: Vec<String> = commands.iter().map(|c| c.parts().join(" ")).collect();
+        let text: Vec<String> = commands
+            .iter()
+            .map(|c| c.parts().join(" ").replace(REFRESH, "<refresh>"))
+            .collect();
         assert_eq!(
             text,
             [
-                "ZADD gf:{a}:streams XX 1795564800000 1 1795564800000 3",
-                "PEXPIREAT gf:{a}:streams 1795564800000",
+                "EVAL <refresh> 1 gf:{a}:streams 1795564770000 1795564800000 2 1 3",
                 "HINCRBY gf:{a}:usage:2026-11-24 stream_seconds 29",
                 "EXPIRE gf:{a}:usage:2026-11-24 7862400",
-                "ZADD gf:{b}:streams XX 1795564800000 2",
-                "PEXPIREAT gf:{b}:streams 1795564800000",
+                "EVAL <refresh> 1 gf:{b}:streams 1795564770000 1795564800000 2 2",
             ]
         );
+        let lost = Value::Array(vec![Value::Bytes(b"3".to_vec())]);
+        assert_eq!(lost_leases(&lost), Some(vec!["3".to_string()]));
+        assert_eq!(lost_leases(&Value::Array(vec![])), Some(vec![]));
+        assert_eq!(lost_leases(&Value::Int(0)), None);
         let text: Vec<String> = release(&lease("a", "1", 3), NOW)
             .iter()
             .map(|c| c.parts().join(" "))

@@ -244,6 +244,20 @@ impl Edge {
         Ok((status, value))
     }
 
+    /// `POST /api/tokens` with `key` and `body`: status and JSON body
+    /// (`null` when it is not JSON).
+    pub async fn mint(&self, key: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .post(self.url("/api/tokens"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
     /// Creates a key through the admin route; returns (key, id).
     pub async fn create_key(&self, spec: Value) -> anyhow::Result<(String, String)> {
         let (status, body) = self

@@ -117,7 +117,7 @@ fn code(body: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_limit_refuses_the_third_and_readmits_after_one_closes() {
-    // Leases live two heartbeats: long enough here that none lapses on a
+    // Leases live three heartbeats: long enough here that none lapses on a
     // slow machine while the test counts them; a gone client is noticed at
     // the next heartbeat write behind wrangler's proxy, well within TIMEOUT.
     let limited = Limited::start(&[("HEARTBEAT_SECS", "5")]).await;
@@ -359,16 +359,7 @@ async fn without_upstash_limits_are_off() {
 
 /// Mints a token with `key`; status and body.
 async fn mint(edge: &Edge, key: &str, body: Value) -> (u16, Value) {
-    let response = edge
-        .http
-        .post(edge.url("/api/tokens"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    edge.mint(key, body).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,4 +471,51 @@ async fn browser_tokens() {
     for secret in [&key, &token, &short] {
         assert!(!log.contains(secret.as_str()), "a credential is in the log");
     }
+}
+
+/// A lease that lapsed while its stream was open (its refreshes failed) is
+/// taken back at the next refresh while the key has room; when the key
+/// filled up meanwhile, the stream ends and its reconnect gets the key's 429,
+/// so `max_streams` is never exceeded by streams that stopped counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_is_taken_back_or_its_stream_ends() {
+    let limited = Limited::start(&[("HEARTBEAT_SECS", "1")]).await;
+    let edge = &limited.edge;
+    let (key, id) = edge
+        .create_key(json!({"name": "lapsing", "max_streams": 2}))
+        .await
+        .unwrap();
+    let streams = format!("gf:{{{id}}}:streams");
+    let mut a = stream(edge, &format!("/sse/crash?api_key={key}")).await;
+    assert_eq!(limited.leases(&id).await, 1);
+
+    // The lease lapses (as when Upstash could not be reached for three
+    // heartbeats): the next refresh takes it back, the key has room.
+    limited.redis(Command::new("DEL").arg(&streams)).await;
+    wait_for("the lease to be taken back", TIMEOUT, || async {
+        (limited.leases(&id).await == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    edge.store(events(New, &[round(1, "crash", "multiplier")]))
+        .await
+        .unwrap();
+    a.read_frames(2, TIMEOUT).await.unwrap();
+
+    // It lapses again, and two other streams fill the key meanwhile (in one
+    // step, so no refresh comes between): the stream ends.
+    let far = i64::MAX / 2;
+    limited
+        .redis(
+            Command::new("EVAL")
+                .arg("redis.call('DEL', KEYS[1]) redis.call('ZADD', KEYS[1], ARGV[1], 'x1', ARGV[1], 'x2')")
+                .arg(1)
+                .arg(&streams)
+                .arg(far),
+        )
+        .await;
+    a.read_to_end(TIMEOUT).await.unwrap();
+    assert_eq!(limited.leases(&id).await, 2, "the two others only");
+    let (status, _, body) = get(edge, &format!("/sse/crash?api_key={key}")).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
 }

@@ -106,8 +106,9 @@ pub(crate) struct LimitsConfig {
     pub(crate) fail_closed: bool,
     /// Limits of keys that have none of their own.
     pub(crate) defaults: shared::limits::Limits,
-    /// How long a stream's lease lives unless refreshed: two heartbeats, so a
-    /// Worker that vanished frees its slots within two heartbeat intervals.
+    /// How long a stream's lease lives unless refreshed: three heartbeats,
+    /// so one failed refresh does not let it lapse, and a Worker that
+    /// vanished frees its slots within three heartbeat intervals.
     pub(crate) lease_ttl: Duration,
     /// How often the leases are refreshed: every heartbeat.
     pub(crate) refresh_every: Duration,
@@ -306,7 +307,7 @@ impl Config {
                 connects_per_minute: r.number("DEFAULT_CONNECTS_PER_MINUTE", 0, 0, u32::MAX),
                 requests_per_minute: r.number("DEFAULT_REQUESTS_PER_MINUTE", 0, 0, u32::MAX),
             },
-            lease_ttl: stream.heartbeat * 2,
+            lease_ttl: stream.heartbeat * 3,
             refresh_every: stream.heartbeat,
         };
         let feed = FeedConfig {

@@ -16,7 +16,7 @@
 //! lease back when it ends.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use shared::apikey::ApiKeyRecord;
 use shared::error::ErrorCode;
@@ -58,6 +58,9 @@ struct LedgerState {
     /// Admissions let through because Upstash could not be asked.
     failed_open: u64,
     failures_since_log: u64,
+    /// Streams whose lease lapsed and could not be taken back (their key
+    /// was full by then): each ends at its next tick.
+    lost: HashSet<u64>,
 }
 
 /// Runs `f` on the isolate's ledger.
@@ -181,6 +184,7 @@ pub(crate) async fn admit_stream(
                     key_id: record.id.clone(),
                     lease: lease_id,
                     unreported_secs: 0,
+                    max_streams: limits.max_streams,
                 },
                 counted_ms: now,
             },
@@ -262,16 +266,54 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
             .pipeline(&commands)
             .await;
         with(|i| i.refreshing_since = None);
-        if let Err(err) = result {
-            worker::console_error!("limits: lease refresh failed: {err}");
+        match result {
+            Ok(replies) => {
+                let lost: Vec<String> = replies
+                    .iter()
+                    .filter_map(|reply| reply.as_ref().ok().and_then(limits::lost_leases))
+                    .flatten()
+                    .collect();
+                if !lost.is_empty() {
+                    lose(&lost);
+                }
+            }
+            Err(err) => worker::console_error!("limits: lease refresh failed: {err}"),
         }
     });
+}
+
+/// Leases that lapsed (a refresh failed) and found their key full when
+/// taken back: their streams end at their next tick, and reconnect to the
+/// key's usual answer (a 429 while it stays full).
+fn lose(lost: &[String]) {
+    with(|i| {
+        let handles: Vec<u64> = i
+            .leases
+            .iter()
+            .filter(|(_, held)| lost.contains(&held.lease.lease))
+            .map(|(handle, _)| *handle)
+            .collect();
+        for handle in handles {
+            i.leases.remove(&handle);
+            i.lost.insert(handle);
+        }
+    });
+    worker::console_warn!(
+        "limits: {} stream(s) lost their slot (it lapsed, and the key is full): they end",
+        lost.len()
+    );
+}
+
+/// Whether the stream holding `handle` lost its slot (see [`lose`]).
+pub(crate) fn lost(handle: &LeaseHandle) -> bool {
+    with(|i| i.lost.contains(&handle.0))
 }
 
 /// Gives a stream's lease back as it ends and counts its last seconds.
 pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
     let now = now_ms();
     let Some(lease) = with(|i| {
+        i.lost.remove(&handle.0);
         let mut held = i.leases.remove(&handle.0)?;
         Some(take_seconds(&mut held, now))
     }) else {
@@ -287,7 +329,7 @@ pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
             .pipeline(&commands)
             .await
         {
-            // The lease lapses by itself within two heartbeats.
+            // The lease lapses by itself within three heartbeats.
             worker::console_error!("limits: releasing a stream slot failed: {err}");
         }
     });

@@ -147,6 +147,9 @@ enum End {
     ClientGone,
     /// The client reads slower than rounds arrive: cut off, it will resume.
     SlowClient,
+    /// Its slot under the key's `max_streams` lapsed and the key is full:
+    /// end cleanly; the reconnect gets the key's 429.
+    SlotLost,
 }
 
 type Handler = Closure<dyn FnMut(JsValue)>;
@@ -342,6 +345,10 @@ impl Client {
             return;
         }
         limits::tick(&self.env, &self.ctx);
+        if self.lease.borrow().as_ref().is_some_and(limits::lost) {
+            self.end(End::SlotLost);
+            return;
+        }
         let now = now_ms();
         self.last_tick.set(now);
         // Three ticks without one from a feed's keeper: it is gone.
@@ -403,7 +410,7 @@ impl Client {
         self.wake.borrow_mut().take();
         self.signal.set_onabort(None);
         match end {
-            End::ObjectClosed | End::KeyRevoked => {
+            End::ObjectClosed | End::KeyRevoked | End::SlotLost => {
                 let _ = self.out.close();
             }
             End::ClientGone => {}

@@ -41,7 +41,7 @@ fn defaults_hold_when_nothing_is_set() {
     assert!(!config.limits.fail_closed);
     assert!(config.limits.upstash.is_none());
     assert!(!config.faults.allowed);
-    assert_eq!(config.limits.lease_ttl, Duration::from_secs(30));
+    assert_eq!(config.limits.lease_ttl, Duration::from_secs(45));
 }
 
 #[test]

@@ -396,3 +396,78 @@ async fn unusable_variables_are_named_and_safety_settings_fail_closed() {
     .await
     .unwrap();
 }
+
+/// A token narrowed to a game asks the directory for the game's type when its
+/// key is scoped by type. While the directory fails, minting is a 503 the
+/// partner retries, not a 403 claiming the key may not read the game.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minting_during_a_directory_outage_is_unavailable_not_forbidden() {
+    let edge = Edge::start(&[("ALLOW_FAULTS", "1")]).await.unwrap();
+    // A new game: the isolate drops its copy of the directory.
+    edge.store(events(New, &[round(1, "crash", "multiplier")]))
+        .await
+        .unwrap();
+    let (key, _) = edge
+        .create_key(serde_json::json!({"name": "typed", "types": ["multiplier"]}))
+        .await
+        .unwrap();
+    let (status, _) = edge
+        .admin(reqwest::Method::PUT, "/admin/faults/directory", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let narrowed = serde_json::json!({"games": ["crash"]});
+    let (status, body) = edge.mint(&key, narrowed.clone()).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let (status, _) = edge
+        .admin(reqwest::Method::DELETE, "/admin/faults/directory", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = edge.mint(&key, narrowed).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    // A game of another type is still refused as wider than the key.
+    edge.store(events(New, &[round(1, "dice", "dice")]))
+        .await
+        .unwrap();
+    let (status, body) = edge
+        .mint(&key, serde_json::json!({"games": ["dice"]}))
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+}
+
+/// Faults off means off: a directory fault left in storage by a run with
+/// `ALLOW_FAULTS=1` is ignored, and cleared, by a Worker without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_fault_is_ignored_and_cleared_once_faults_are_off() {
+    let state = tempfile::tempdir().unwrap();
+    let key = {
+        let edge = Edge::start_in(state.path(), None, &[("ALLOW_FAULTS", "1")])
+            .await
+            .unwrap();
+        edge.store(events(New, &[round(1, "crash", "multiplier")]))
+            .await
+            .unwrap();
+        let key = edge.open_key().await.unwrap();
+        let (status, _) = edge
+            .admin(reqwest::Method::PUT, "/admin/faults/directory", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(edge.get("/api/games", &key).await.unwrap().0, 503);
+        key
+    };
+    // The same state, without ALLOW_FAULTS: the directory answers.
+    let edge = Edge::start_in(state.path(), None, &[]).await.unwrap();
+    let (status, body) = edge.get("/api/games", &key).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""slug":"crash""#), "{body}");
+    drop(edge);
+    // And it stays cleared when faults are allowed again.
+    let edge = Edge::start_in(state.path(), None, &[("ALLOW_FAULTS", "1")])
+        .await
+        .unwrap();
+    assert_eq!(edge.get("/api/games", &key).await.unwrap().0, 200);
+}

@@ -26,10 +26,13 @@ pub struct Directory {
     /// Fault injection for tests (`ALLOW_FAULTS`): answer 503 to everything
     /// but the switch itself. Kept in storage so it survives eviction.
     failing: std::cell::Cell<Option<bool>>,
+    /// `ALLOW_FAULTS=1`. Without it a switch left in storage (by a test
+    /// run over the same state) is ignored and cleared: faults off means off.
+    faults_allowed: bool,
 }
 
 impl DurableObject for Directory {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let created = state.storage().sql().exec(
             "CREATE TABLE IF NOT EXISTS games (
                 slug TEXT PRIMARY KEY,
@@ -45,6 +48,7 @@ impl DurableObject for Directory {
         Self {
             state,
             failing: std::cell::Cell::new(None),
+            faults_allowed: crate::config::get(&env).faults.allowed,
         }
     }
 
@@ -54,6 +58,9 @@ impl DurableObject for Directory {
             Err(refusal) => return stubs::refusal(refusal),
         };
         if let DirectoryCall::Fault(fail) = call {
+            if !self.faults_allowed {
+                return Response::error("fault injection is off", 404);
+            }
             self.state.storage().put(FAULT_KEY, fail).await?;
             self.failing.set(Some(fail));
             return Response::from_json(&serde_json::json!({ "failing": fail }));
@@ -96,7 +103,14 @@ impl Directory {
             return known;
         }
         let stored = self.state.storage().get::<bool>(FAULT_KEY).await;
-        let known = stored.ok().flatten().unwrap_or(false);
+        let mut known = stored.ok().flatten().unwrap_or(false);
+        if known && !self.faults_allowed {
+            worker::console_warn!("directory: a stored fault is cleared, ALLOW_FAULTS is off");
+            if let Err(err) = self.state.storage().delete(FAULT_KEY).await {
+                worker::console_error!("directory: clearing the stored fault failed: {err}");
+            }
+            known = false;
+        }
         self.failing.set(Some(known));
         known
     }

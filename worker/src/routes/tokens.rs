@@ -83,8 +83,14 @@ pub(crate) async fn mint(mut req: Request, env: Env) -> ApiResult<Response> {
                 &[shared::cursor::StreamName::Game(game.clone())],
             )
             .await;
-            if within.is_err() {
-                return Err(wider(&format!("game {game}")));
+            match within {
+                Ok(()) => {}
+                // A key that may not read it; anything else (the directory
+                // down) is no answer, and says so.
+                Err(err) if err.code == ErrorCode::Forbidden => {
+                    return Err(wider(&format!("game {game}")));
+                }
+                Err(err) => return Err(err),
             }
         }
     }

@@ -105,6 +105,10 @@ impl Frames for Uint8Array {
     fn is_empty(&self) -> bool {
         self.length() == 0
     }
+
+    fn len(&self) -> usize {
+        self.length() as usize
+    }
 }
 
 /// The isolate's feeds, by stream object name (see `crate::isolate`).

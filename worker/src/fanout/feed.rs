@@ -22,8 +22,11 @@ use crate::fanout::ring::Ring;
 
 /// Messages kept for clients still joining: at most this many…
 pub(crate) const RING_MESSAGES: usize = 64;
-/// …and none older than this.
+/// …and none older than this…
 pub(crate) const RING_MS: f64 = 10_000.0;
+/// …and no more bytes than this per feed (an isolate keeps one ring per
+/// stream it serves, within its 128 MB).
+pub(crate) const RING_BYTES: usize = 1024 * 1024;
 
 /// A member's id, unique in the isolate.
 pub(crate) type MemberId = u64;
@@ -42,6 +45,8 @@ pub(crate) trait Handle: Clone {
 pub(crate) trait Frames: Clone {
     /// Whether there are none (a message that only moves the position).
     fn is_empty(&self) -> bool;
+    /// Their size in bytes.
+    fn len(&self) -> usize;
 }
 
 /// Where a feed is in its life.
@@ -142,7 +147,7 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
             number: 0,
             position: None,
             initial: None,
-            ring: Ring::new(RING_MESSAGES, RING_MS),
+            ring: Ring::new(RING_MESSAGES, RING_MS, RING_BYTES),
             anchors_from: 0,
             covered_from: u64::MAX,
             spent: 0,
@@ -164,6 +169,12 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
     /// Whether the feed is done with.
     pub(crate) fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
+    }
+
+    /// Bytes its ring keeps.
+    #[cfg(test)]
+    pub(crate) fn kept_bytes(&self) -> usize {
+        self.ring.bytes()
     }
 
     /// Whether one more client fits (`group` 0: no limit).
@@ -222,9 +233,10 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
         if self.phase != Phase::Live {
             return self.first_message(head.number, previous, frames, now);
         }
-        if let Some(dropped) = self
-            .ring
-            .push(head.number, now, (head.position, frames.clone()))
+        let bytes = frames.len();
+        if let Some(dropped) =
+            self.ring
+                .push(head.number, now, (head.position, frames.clone()), bytes)
         {
             self.covered_from = dropped;
         }
@@ -400,10 +412,38 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
     /// opener may still be joining) takes the socket over itself, resuming
     /// after the last message delivered, and ends the silent keeper's stream
     /// (a keeper that was only slow reconnects and resumes).
+    ///
+    /// The same holds for any other member: one whose own timer has not run
+    /// for `stale_after` ms was killed with its request, and would keep its
+    /// slot under the key's limits (the others' ticks refresh every lease of
+    /// the isolate). It is reaped: dropped and ended, which gives its slot
+    /// back.
     pub(crate) fn watch(&mut self, member: &M, now: f64, stale_after: f64) -> Vec<Action<F, M>> {
         if self.is_closed() {
             return Vec::new();
         }
+        let mut actions = self.reap(member, now, stale_after);
+        actions.extend(self.watch_keeper(member, now, stale_after));
+        actions
+    }
+
+    /// Drops and ends the members other than `watcher` and the keeper whose
+    /// timer has been silent past `stale_after`.
+    fn reap(&mut self, watcher: &M, now: f64, stale_after: f64) -> Vec<Action<F, M>> {
+        let keeper = self.keeper_id();
+        let (silent, kept): (Vec<Member<M>>, Vec<Member<M>>) = std::mem::take(&mut self.members)
+            .into_iter()
+            .partition(|m| {
+                let id = m.handle.id();
+                id != watcher.id()
+                    && Some(id) != keeper
+                    && m.handle.last_tick().is_some_and(|t| now - t > stale_after)
+            });
+        self.members = kept;
+        silent.into_iter().map(|m| Action::End(m.handle)).collect()
+    }
+
+    fn watch_keeper(&mut self, member: &M, now: f64, stale_after: f64) -> Vec<Action<F, M>> {
         let Some(keeper_id) = self.keeper_id() else {
             return Vec::new();
         };
@@ -463,10 +503,12 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
         }
     }
 
-    /// Unlists the feed and closes its socket.
+    /// Unlists the feed and closes its socket; what it kept is freed.
     fn close(&mut self) -> Vec<Action<F, M>> {
         self.phase = Phase::Closed;
         self.owner = None;
+        self.ring.clear();
+        self.initial = None;
         vec![Action::CloseSocket, Action::Answer(false)]
     }
 }

@@ -15,8 +15,11 @@ use crate::fanout::ring::Ring;
 
 /// Pushes kept for subscribers still joining: at most this many…
 const RING_PUSHES: usize = 256;
-/// …and none older than this.
+/// …and none older than this…
 const RING_MS: f64 = 10_000.0;
+/// …and no more bytes than this (a push is up to 256 KiB; 256 of them would
+/// be half an object's 128 MB).
+const RING_BYTES: usize = 8 * 1024 * 1024;
 
 /// Why a relay turned a subscriber away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +69,7 @@ pub(crate) struct RelayCore<B> {
 impl<B: Clone> Default for RelayCore<B> {
     fn default() -> Self {
         Self {
-            ring: Ring::new(RING_PUSHES, RING_MS),
+            ring: Ring::new(RING_PUSHES, RING_MS, RING_BYTES),
             first: None,
             last: None,
         }
@@ -125,7 +128,14 @@ impl<B: Clone> RelayCore<B> {
     /// A push numbered `number` arrived; `prev`: the push the stream object
     /// last delivered here, when it knows. What this relay last received
     /// tells best; after it slept, what the stream object last delivered.
-    pub(crate) fn push(&mut self, number: u64, prev: Option<u64>, now: f64, message: B) -> Push {
+    pub(crate) fn push(
+        &mut self,
+        number: u64,
+        prev: Option<u64>,
+        now: f64,
+        message: B,
+        bytes: usize,
+    ) -> Push {
         if self.last.is_some_and(|last| number <= last) {
             return Push::Duplicate;
         }
@@ -136,7 +146,7 @@ impl<B: Clone> RelayCore<B> {
         if missed.is_some() {
             self.forget(Some(number));
         }
-        self.ring.push(number, now, message);
+        self.ring.push(number, now, message, bytes);
         self.first = self.ring.front().map(|k| k.number).or(Some(number));
         self.last = Some(number);
         Push::Send { missed }
@@ -189,7 +199,7 @@ mod tests {
         assert_eq!(relay.join(&ticket(5), late, 0, 1), Err(JoinRefused::Stale));
         for n in 6..=8 {
             assert_eq!(
-                relay.push(n, Some(n - 1), 1000.0, n),
+                relay.push(n, Some(n - 1), 1000.0, n, 1),
                 Push::Send { missed: None }
             );
         }
@@ -204,16 +214,42 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_is_bounded_by_bytes() {
+        let mut relay: RelayCore<u64> = RelayCore::default();
+        let big = RING_BYTES / 4;
+        for n in 1..=8 {
+            relay.push(n, Some(n - 1), 0.0, n, big);
+        }
+        // Four pushes of a quarter of the bound each: 5..=8 are kept.
+        assert_eq!(
+            relay.join(&ticket_at(4, 0.0), 0.0, 0, 9).map(|j| j.pending),
+            Ok(vec![5, 6, 7, 8])
+        );
+        assert_eq!(
+            relay.join(&ticket_at(3, 0.0), 0.0, 0, 9),
+            Err(JoinRefused::Stale)
+        );
+    }
+
+    fn ticket_at(after: u64, issued: f64) -> Ticket {
+        Ticket {
+            relay: 0,
+            after,
+            issued,
+        }
+    }
+
+    #[test]
     fn a_retried_push_is_not_sent_twice_and_a_gap_ends_the_streams() {
         let mut relay: RelayCore<u64> = RelayCore::default();
         assert_eq!(
-            relay.push(3, None, 0.0, 3),
+            relay.push(3, None, 0.0, 3, 1),
             Push::Send { missed: None },
             "first heard"
         );
-        assert_eq!(relay.push(3, Some(2), 0.0, 3), Push::Duplicate);
+        assert_eq!(relay.push(3, Some(2), 0.0, 3, 1), Push::Duplicate);
         assert_eq!(
-            relay.push(6, Some(5), 0.0, 6),
+            relay.push(6, Some(5), 0.0, 6, 1),
             Push::Send {
                 missed: Some((4, 5))
             }
@@ -247,7 +283,7 @@ mod tests {
         // After sleeping, the stream object's `prev` tells what was missed.
         let mut woken: RelayCore<u64> = RelayCore::default();
         assert_eq!(
-            woken.push(9, Some(7), 0.0, 9),
+            woken.push(9, Some(7), 0.0, 9, 1),
             Push::Send {
                 missed: Some((8, 8))
             }
@@ -262,7 +298,7 @@ mod tests {
         assert_eq!(woken.join(&at(11), 0.0, 0, 9), Err(JoinRefused::Stale));
         assert_eq!(woken.join(&at(12), 0.0, 0, 9), Ok(joined(&[])));
         assert_eq!(
-            woken.push(13, Some(12), 0.0, 13),
+            woken.push(13, Some(12), 0.0, 13, 1),
             Push::Send { missed: None }
         );
         // Placed again later: its sockets missed 14 and 15 and end.
@@ -274,7 +310,7 @@ mod tests {
             })
         );
         assert_eq!(
-            woken.push(16, Some(15), 0.0, 16),
+            woken.push(16, Some(15), 0.0, 16, 1),
             Push::Send { missed: None }
         );
     }

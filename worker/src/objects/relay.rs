@@ -164,10 +164,13 @@ impl RelayObject {
     /// Sends one message of the stream to every socket; after a gap, ends
     /// every stream here first (see [`Push`]).
     fn push(&self, number: u64, prev: Option<u64>, message: &js_sys::ArrayBuffer) {
-        let decided = self
-            .core
-            .borrow_mut()
-            .push(number, prev, now_ms(), message.clone());
+        let decided = self.core.borrow_mut().push(
+            number,
+            prev,
+            now_ms(),
+            message.clone(),
+            message.byte_length() as usize,
+        );
         let Push::Send { missed } = decided else {
             return;
         };

@@ -21,6 +21,11 @@ impl Frames for Carried {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    fn len(&self) -> usize {
+        // As if each message's frames were 100 KiB.
+        self.0.len() * 100 * 1024
+    }
 }
 
 /// A client as the model keeps it.
@@ -675,6 +680,50 @@ fn the_watchdog_takes_over_from_a_silent_keeper() {
     world.step(&Step::RunPending);
     world.round();
     assert_eq!(received(&world, &members[1]), [1, 2]);
+}
+
+#[test]
+fn the_ring_is_bounded_by_bytes_and_freed_when_the_feed_closes() {
+    let (mut world, members) = world_with_members(2, 1000);
+    for _ in 0..20 {
+        world.round();
+    }
+    // 20 messages of 100 KiB: the 1 MiB bound keeps the last 10.
+    assert_eq!(world.feed.kept_bytes(), 10 * 100 * 1024);
+    assert_eq!(world.feed.anchor(Position::round(11)), Some(11));
+    assert_eq!(
+        world.feed.anchor(Position::round(10)),
+        None,
+        "dropped: the object plans it"
+    );
+    world.end(members[0].id);
+    world.end(members[1].id);
+    assert!(world.feed.is_closed());
+    assert_eq!(world.feed.kept_bytes(), 0, "freed at once");
+    assert_eq!(world.feed.fresh_opening(), None);
+}
+
+#[test]
+fn a_member_whose_timer_stopped_is_reaped_and_ended() {
+    let (mut world, members) = world_with_members(3, 1000);
+    world.step(&Step::Kill(2)); // not the owner: members[2]
+    assert!(world.socket, "the owner's socket is untouched");
+    world.step(&Step::Tick(2));
+    world.round();
+    assert_eq!(
+        received(&world, &members[2]),
+        [1],
+        "still served: not silent long enough"
+    );
+    world.step(&Step::Tick(2));
+    assert!(
+        !alive(&world, &members[2]),
+        "reaped: its stream ends, its slot is given back"
+    );
+    world.round();
+    assert_eq!(received(&world, &members[2]), [1]);
+    assert_eq!(received(&world, &members[1]), [1, 2]);
+    assert_eq!(world.feed.phase(), Phase::Live, "nothing else changed");
 }
 
 #[test]

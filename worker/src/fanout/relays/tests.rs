@@ -146,7 +146,7 @@ mod model {
                     continue;
                 }
                 self.last_pushed = Some((number, prev));
-                if let Push::Send { missed } = self.relay.push(number, prev, self.now, number) {
+                if let Push::Send { missed } = self.relay.push(number, prev, self.now, number, 1) {
                     self.slept = false;
                     if missed.is_some() {
                         self.end_all();
@@ -206,7 +206,7 @@ mod model {
                 }
                 Step::Retry => {
                     if let Some((number, prev)) = retry {
-                        let again = self.relay.push(number, prev, self.now, number);
+                        let again = self.relay.push(number, prev, self.now, number, 1);
                         assert_eq!(again, Push::Duplicate, "a retried push is not sent twice");
                     }
                 }

@@ -519,3 +519,23 @@ async fn a_lapsed_lease_is_taken_back_or_its_stream_ends() {
     let (status, _, body) = get(edge, &format!("/sse/crash?api_key={key}")).await;
     assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
 }
+
+/// A stream opened with a browser token ends at most `KEY_RECHECK_SECS`
+/// after the token expires, so a token handed to a page cannot hold a slot
+/// of its key for good; reconnecting with it is then a 401 (the page mints
+/// a new one and resumes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_when_its_token_expires() {
+    let edge = Edge::start(&[("KEY_RECHECK_SECS", "1"), ("HEARTBEAT_SECS", "1")])
+        .await
+        .unwrap();
+    let key = edge.open_key().await.unwrap();
+    let (status, minted) = edge.mint(&key, json!({"ttl": 10})).await.unwrap();
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_string();
+    let path = format!("/sse/crash?token={token}");
+    let mut client = stream(&edge, &path).await;
+    client.read_to_end(TIMEOUT).await.unwrap();
+    let (status, _, body) = get(&edge, &path).await;
+    assert_eq!((status, code(&body)), (401, "invalid_token"), "{body}");
+}

@@ -23,6 +23,9 @@ pub(crate) struct Admitted {
     pub(crate) allow_origin: Option<String>,
     /// The credential was a browser token, not the key itself.
     pub(crate) via_token: bool,
+    /// When that token expires (ms since the epoch): a stream opened with
+    /// it ends then (the page mints a new one and resumes).
+    pub(crate) expires_ms: Option<i64>,
     /// The stream's slot under the key's `max_streams`, while it is open.
     pub(crate) lease: Option<LeaseHandle>,
 }
@@ -50,8 +53,9 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
         )
     })?;
     let via_token = shared::token::looks_like_token(&key);
-    let (record, kv_key) = if via_token {
-        tokens::resolve(env, &key).await?
+    let (record, kv_key, expires_ms) = if via_token {
+        let resolved = tokens::resolve(env, &key).await?;
+        (resolved.record, resolved.kv_key, Some(resolved.expires_ms))
     } else {
         let unknown = || ApiError::new(ErrorCode::InvalidApiKey, "unknown API key");
         if !apikey::is_well_formed(&key) {
@@ -62,7 +66,7 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
         record
             .check_usable(now_ms() as i64)
             .map_err(|why| ApiError::new(ErrorCode::InvalidApiKey, why.to_string()))?;
-        (record, kv_key)
+        (record, kv_key, None)
     };
     let origin = req.headers().get("origin").ok().flatten();
     let allow_origin = match (&record.origins, origin) {
@@ -82,6 +86,7 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
         kv_key,
         allow_origin,
         via_token,
+        expires_ms,
         lease: None,
     })
 }

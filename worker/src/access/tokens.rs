@@ -27,9 +27,19 @@ pub(crate) fn signing_secret(env: &Env) -> Option<String> {
     crate::config::get(env).token_secret.clone()
 }
 
-/// The parent key's record (with the token's scopes) and its `key:<sha256>`,
-/// or 401 `invalid_token`.
-pub(crate) async fn resolve(env: &Env, presented: &str) -> ApiResult<(ApiKeyRecord, String)> {
+/// A token turned back into its parent key.
+pub(crate) struct Resolved {
+    /// The parent key's record, with the token's scopes.
+    pub(crate) record: ApiKeyRecord,
+    /// The parent's `key:<sha256>`.
+    pub(crate) kv_key: String,
+    /// When the token expires (ms since the epoch).
+    pub(crate) expires_ms: i64,
+}
+
+/// The parent key's record (with the token's scopes), or 401
+/// `invalid_token`.
+pub(crate) async fn resolve(env: &Env, presented: &str) -> ApiResult<Resolved> {
     let secret = signing_secret(env).ok_or_else(|| invalid("browser tokens are not enabled"))?;
     let now = now_ms() as i64;
     let claims = token::verify(secret.as_bytes(), presented, now / 1000).map_err(|e| {
@@ -49,5 +59,9 @@ pub(crate) async fn resolve(env: &Env, presented: &str) -> ApiResult<(ApiKeyReco
         record.games = claims.games;
         record.types = claims.types;
     }
-    Ok((record, kv_key))
+    Ok(Resolved {
+        record,
+        kv_key,
+        expires_ms: claims.expires.saturating_mul(1000),
+    })
 }

@@ -77,6 +77,7 @@ pub(crate) async fn open(
         config,
         env: env.clone(),
         kv_key: admitted.kv_key,
+        expires_ms: admitted.expires_ms.map(|ms| ms as f64),
         lease: RefCell::new(admitted.lease),
         ctx,
         cursor: RefCell::new(cursor),
@@ -224,6 +225,10 @@ pub(crate) struct Client {
     config: StreamConfig,
     env: Env,
     kv_key: String,
+    /// When the browser token it was opened with expires (ms): the stream
+    /// ends at the first key re-check after it, so a token handed to a page
+    /// does not hold a slot of its key for good.
+    expires_ms: Option<f64>,
     /// The stream's slot under its key's `max_streams`, given back at the end.
     lease: RefCell<Option<limits::LeaseHandle>>,
     /// The request's context: Upstash calls made after the response ended
@@ -366,6 +371,10 @@ impl Client {
         }
         if due(self.last_recheck.get(), self.config.key_recheck) && !self.rechecking.replace(true) {
             self.last_recheck.set(now);
+            if self.expires_ms.is_some_and(|expires| now >= expires) {
+                self.end(End::KeyRevoked);
+                return;
+            }
             let client = Rc::clone(self);
             wasm_bindgen_futures::spawn_local(async move {
                 let valid = match keys::lookup(&client.env, &client.kv_key).await {

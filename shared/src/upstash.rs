@@ -231,6 +231,20 @@ pub enum Error {
     Transport(String),
 }
 
+impl Error {
+    /// Whether Upstash refused us rather than failed to answer: a wrong or
+    /// rotated token, or the plan's quota spent. Waiting does not fix it; an
+    /// operator must.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            Self::Unauthorized => true,
+            Self::Http { status } => matches!(status, 401 | 403),
+            Self::Server(message) => message.to_ascii_lowercase().contains("limit exceeded"),
+            _ => false,
+        }
+    }
+}
+
 /// Decodes the reply to [`Request::single`].
 pub fn decode_single(status: u16, body: &[u8], encoding: Encoding) -> Result<Value, Error> {
     let json = reply_json(status, body)?;
@@ -398,6 +412,20 @@ impl<T: Transport> Client<T> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_refusal_is_told_from_a_failure_to_answer() {
+        assert!(Error::Unauthorized.is_configuration());
+        assert!(Error::Http { status: 401 }.is_configuration());
+        assert!(
+            Error::Server("ERR max daily request limit exceeded. Limit: 10000".into())
+                .is_configuration()
+        );
+        assert!(!Error::Timeout.is_configuration());
+        assert!(!Error::Http { status: 503 }.is_configuration());
+        assert!(!Error::Transport("reset".into()).is_configuration());
+        assert!(!Error::Server("WRONGTYPE".into()).is_configuration());
+    }
 
     fn body(request: &Request) -> &str {
         std::str::from_utf8(&request.body).unwrap()

@@ -58,6 +58,11 @@ struct LedgerState {
     /// Admissions let through because Upstash could not be asked.
     failed_open: u64,
     failures_since_log: u64,
+    /// Calls Upstash refused (token, quota): a configuration error, logged
+    /// apart from slowness.
+    refused: u64,
+    refused_since_log: u64,
+    last_refused_log_ms: Option<f64>,
     /// Streams whose lease lapsed and could not be taken back (their key
     /// was full by then): each ends at its next tick.
     lost: HashSet<u64>,
@@ -81,26 +86,65 @@ fn is_on(config: &LimitsConfig) -> bool {
     config.upstash.is_some()
 }
 
-/// Admissions this isolate let through without asking Upstash (for `/healthz`).
-pub(crate) fn failed_open() -> u64 {
-    with(|i| i.failed_open)
+/// What this isolate saw of Upstash (for `GET /admin/limits`).
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Health {
+    /// Admissions let through without asking Upstash.
+    pub(crate) failed_open: u64,
+    /// Calls Upstash refused (a wrong token, a spent quota).
+    pub(crate) configuration_errors: u64,
+}
+
+/// See [`Health`].
+pub(crate) fn health() -> Health {
+    with(|i| Health {
+        failed_open: i.failed_open,
+        configuration_errors: i.refused,
+    })
+}
+
+/// Upstash refused us (see `upstash::Error::is_configuration`): said as a
+/// configuration error, at most once a minute.
+fn misconfigured(policy: &str, err: &upstash::Error) {
+    let now = now_ms();
+    with(|i| {
+        i.refused += 1;
+        i.refused_since_log += 1;
+        if i.last_refused_log_ms
+            .is_none_or(|last| now - last >= 60_000.0)
+        {
+            worker::console_error!(
+                "limits: upstash refused our configuration ({err}): check {} and the plan's quota; {} request(s) {policy} since the last report",
+                crate::config::UPSTASH_TOKEN,
+                i.refused_since_log
+            );
+            i.last_refused_log_ms = Some(now);
+            i.refused_since_log = 0;
+        }
+    });
 }
 
 /// Upstash could not be asked: the failure policy.
 fn unavailable(config: &LimitsConfig, err: &upstash::Error) -> ApiResult<()> {
     let now = now_ms();
+    let policy = if config.fail_closed {
+        "refused (LIMITS_FAIL=closed)"
+    } else {
+        "admitted without limits"
+    };
+    if err.is_configuration() {
+        misconfigured(policy, err);
+    }
     with(|i| {
         i.failed_open += u64::from(!config.fail_closed);
+        if err.is_configuration() {
+            return;
+        }
         i.failures_since_log += 1;
         let due = i
             .last_failure_log_ms
             .is_none_or(|last| now - last >= 60_000.0);
         if due {
-            let policy = if config.fail_closed {
-                "refused (LIMITS_FAIL=closed)"
-            } else {
-                "admitted without limits"
-            };
             worker::console_error!(
                 "limits: upstash unavailable ({err}); {} request(s) {policy} since the last report",
                 i.failures_since_log

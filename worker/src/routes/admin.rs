@@ -258,6 +258,23 @@ pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Respon
     respond(200, to_json(&body)?)
 }
 
+/// `GET /admin/limits`: whether limits are on, and what this isolate saw of
+/// Upstash: admissions let through without it, and calls it refused (a
+/// wrong token, a spent quota). Per isolate, since it started.
+pub(crate) fn limits_health(env: &Env) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    struct Body {
+        limits: &'static str,
+        #[serde(flatten)]
+        seen: limits::Health,
+    }
+    let body = Body {
+        limits: if limits::enabled(env) { "on" } else { "off" },
+        seen: limits::health(),
+    };
+    respond(200, to_json(&body)?)
+}
+
 /// `PUT`/`DELETE /admin/faults/directory`: makes the games directory fail
 /// (or heal), for tests of what keeps working without it. Only where the
 /// `ALLOW_FAULTS` variable is `1` (never in the deployed environments);

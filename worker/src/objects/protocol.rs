@@ -86,14 +86,16 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn bad(reason: impl Into<String>) -> Self {
+    /// A call with bad parameters (400).
+    pub(crate) fn bad(reason: impl Into<String>) -> Self {
         Self {
             status: 400,
             reason: reason.into(),
         }
     }
 
-    fn unknown() -> Self {
+    /// No such call (404).
+    pub(crate) fn unknown() -> Self {
         Self {
             status: 404,
             reason: "no such call".into(),

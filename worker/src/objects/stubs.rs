@@ -58,27 +58,18 @@ pub(crate) struct Incoming {
 
 /// Reads a call's envelope; a request no stub sent is refused.
 pub(crate) fn incoming(req: &Request) -> std::result::Result<Incoming, Refusal> {
-    let refused = |reason: &str| Refusal {
-        status: 400,
-        reason: reason.into(),
-    };
     let object = req
         .headers()
         .get(OBJECT_HEADER)
         .ok()
         .flatten()
-        .ok_or_else(|| refused("object name missing"))?;
+        .ok_or_else(|| Refusal::bad("object name missing"))?;
     let verb = match req.method() {
         Method::Get => Verb::Get,
         Method::Post => Verb::Post,
-        _ => {
-            return Err(Refusal {
-                status: 404,
-                reason: "no such call".into(),
-            });
-        }
+        _ => return Err(Refusal::unknown()),
     };
-    let url = req.url().map_err(|_| refused("bad url"))?;
+    let url = req.url().map_err(|_| Refusal::bad("bad url"))?;
     let target = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_string(),
@@ -99,10 +90,9 @@ pub(crate) async fn read_call<T>(
 ) -> std::result::Result<(String, T), Refusal> {
     let envelope = incoming(req)?;
     let body = if with_body && envelope.verb == Verb::Post {
-        req.bytes().await.map_err(|e| Refusal {
-            status: 400,
-            reason: format!("unreadable body: {e}"),
-        })?
+        req.bytes()
+            .await
+            .map_err(|e| Refusal::bad(format!("unreadable body: {e}")))?
     } else {
         Vec::new()
     };

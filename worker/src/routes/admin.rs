@@ -238,12 +238,7 @@ pub(crate) async fn revoke_key(env: Env, id: &str) -> ApiResult<Response> {
 /// `GET /admin/keys/:id/usage?days=N` (1–90, default 7): the key's usage per
 /// UTC day, newest first; 404 for an unknown id.
 pub(crate) async fn usage(req: &Request, env: Env, id: &str) -> ApiResult<Response> {
-    let days = match req
-        .url()?
-        .query_pairs()
-        .find(|(name, _)| name == "days")
-        .map(|(_, value)| value.into_owned())
-    {
+    let days = match http::query(req, "days") {
         None => 7,
         Some(raw) => raw
             .parse::<u32>()

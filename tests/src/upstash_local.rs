@@ -120,8 +120,7 @@ impl UpstashLocal {
         let mut command = Command::new(bin);
         command
             .args(["--listen", "127.0.0.1:0", "--redis-url", &redis.url])
-            .arg("--token")
-            .arg(token)
+            .env("UPSTASH_LOCAL_TOKEN", token)
             .env("RUST_BACKTRACE", "1");
         let mut proc = Proc::spawn("upstash-local", &mut command, log).with_context(|| {
             format!(
@@ -156,6 +155,27 @@ impl UpstashLocal {
     pub fn resume(&self) {
         self.signal(Signal::SIGCONT);
         self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Answers every request `401` from now on, as Upstash does once the
+    /// token was rotated (`true`), or takes the token again (`false`);
+    /// returns once `upstash-local` said it did.
+    pub async fn refuse_token(&self, refuse: bool) -> anyhow::Result<()> {
+        let (signal, said) = if refuse {
+            (Signal::SIGUSR1, "upstash-local: refusing every token")
+        } else {
+            (Signal::SIGUSR2, "upstash-local: taking the token again")
+        };
+        let log = self.proc.log_path().to_path_buf();
+        let before = std::fs::read_to_string(&log)
+            .map(|text| text.matches(said).count())
+            .unwrap_or(0);
+        self.signal(signal);
+        crate::wait_for(said, READY_TIMEOUT, || async {
+            let now = std::fs::read_to_string(&log).ok()?.matches(said).count();
+            (now > before).then_some(())
+        })
+        .await
     }
 
     fn signal(&self, signal: Signal) {

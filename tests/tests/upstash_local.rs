@@ -490,7 +490,7 @@ async fn exits_at_once_when_redis_is_unreachable() {
     let run = tokio::process::Command::new(binary())
         .args(["--listen", "127.0.0.1:0", "--redis-url"])
         .arg(format!("redis+unix://{}", socket.display()))
-        .args(["--token", TOKEN])
+        .env("UPSTASH_LOCAL_TOKEN", TOKEN)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), run)
@@ -564,6 +564,128 @@ async fn a_paused_endpoint_hangs_until_resumed() {
     assert_eq!(response.text().await.unwrap(), r#"{"result":"PONG"}"#);
     // Dropped while paused, it still stops at once.
     upstash.pause();
+}
+
+/// It refuses what Upstash refuses, with Upstash's error, takes its token
+/// from the environment only, and bounds the Redis connections a flood of
+/// blocking commands could open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_refuses_what_upstash_refuses_and_bounds_its_connections() {
+    let (_dir, redis, upstash) = start().await;
+    call(&upstash, "/", r#"["SET","survives","1"]"#).await;
+    for admin in [
+        "SHUTDOWN",
+        "FLUSHALL",
+        "FLUSHDB",
+        "CONFIG",
+        "CLIENT",
+        "DEBUG",
+        "MONITOR",
+        "SUBSCRIBE",
+    ] {
+        let body = format!(r#"["{admin}","x"]"#);
+        let expected = format!(
+            r#"{{"error":"ERR Command is not available: '{}'"}}"#,
+            admin.to_lowercase()
+        );
+        assert_eq!(call(&upstash, "/", &body).await, (400, expected), "{admin}");
+        let (status, _) = call(&upstash, "/pipeline", &format!("[{body}]")).await;
+        assert_eq!(status, 400, "{admin} in a pipeline");
+    }
+    assert_eq!(
+        call(&upstash, "/", r#"["GET","survives"]"#).await,
+        (200, r#"{"result":"1"}"#.to_string()),
+        "nothing was flushed, nothing shut down"
+    );
+
+    // Blocking commands each hold a connection of their own: at most 32.
+    let mut blocked = Vec::new();
+    for _ in 0..32 {
+        let url = upstash.url.clone();
+        blocked.push(tokio::spawn(async move {
+            http_client()
+                .post(url)
+                .bearer_auth(TOKEN)
+                .body(r#"["BLPOP","queue","0"]"#)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }));
+    }
+    devstack::wait_for("32 blocked clients", Duration::from_secs(60), || async {
+        let (_, info) = call(&upstash, "/", r#"["INFO","clients"]"#).await;
+        info.contains("blocked_clients:32").then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        call(&upstash, "/", r#"["BLPOP","queue","0"]"#).await,
+        (
+            400,
+            r#"{"error":"ERR max concurrent connections exceeded"}"#.to_string()
+        )
+    );
+    let values: Vec<String> = (0..32).map(|i| format!(r#""v{i}""#)).collect();
+    call(
+        &upstash,
+        "/",
+        &format!(r#"["RPUSH","queue",{}]"#, values.join(",")),
+    )
+    .await;
+    for one in blocked {
+        assert!(one.await.unwrap().starts_with(r#"{"result":["queue","v"#));
+    }
+    // Their connections are given back.
+    let (status, _) = call(&upstash, "/", r#"["BLPOP","queue","1"]"#).await;
+    assert_eq!(status, 200);
+
+    // The token: never on the command line.
+    let run = tokio::process::Command::new(binary())
+        .args(["--listen", "127.0.0.1:0", "--redis-url", &redis.url])
+        .args(["--token", TOKEN])
+        .env_remove("UPSTASH_LOCAL_TOKEN")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!output.status.success());
+    let run = tokio::process::Command::new(binary())
+        .args(["--listen", "127.0.0.1:0", "--redis-url", &redis.url])
+        .env_remove("UPSTASH_LOCAL_TOKEN")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("UPSTASH_LOCAL_TOKEN must be set"),
+        "{stderr}"
+    );
+}
+
+/// The rotated-token fault: every request is `401` until the token is
+/// taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_is_refused_until_taken_again() {
+    let (_dir, _redis, upstash) = start().await;
+    upstash.refuse_token(true).await.unwrap();
+    assert_eq!(
+        call(&upstash, "/", r#"["PING"]"#).await,
+        (401, r#"{"error":"Unauthorized"}"#.to_string())
+    );
+    upstash.refuse_token(false).await.unwrap();
+    assert_eq!(
+        call(&upstash, "/", r#"["PING"]"#).await,
+        (200, r#"{"result":"PONG"}"#.to_string())
+    );
 }
 
 /// The native transport of `shared::upstash` (reqwest) against the real

@@ -3,8 +3,11 @@
 //! client and our tests run against the real thing locally.
 //!
 //! ```text
-//! upstash-local --listen 127.0.0.1:PORT --redis-url URL --token TOKEN
+//! UPSTASH_LOCAL_TOKEN=TOKEN upstash-local --listen 127.0.0.1:PORT --redis-url URL
 //! ```
+//!
+//! The token comes from the environment only, never the command line,
+//! where every user of the machine could read it.
 //!
 //! - `POST /` with a JSON command array (`["SET","k","v"]`) → `200
 //!   {"result":…}`; a command Redis refuses → `400 {"error":"ERR …"}`.
@@ -30,9 +33,19 @@
 //!   every string but a top-level `"OK"`, and every string in an array).
 //!   Numbers, `null` and error texts are never encoded.
 //!
-//! Commands that would change the state of the connection that all requests
-//! share (SUBSCRIBE, MONITOR, MULTI, SELECT, …) are refused; blocking ones
-//! (BLPOP, XREAD BLOCK, …) run on a connection of their own.
+//! Commands Upstash does not offer (administration: SHUTDOWN, CONFIG,
+//! CLIENT, DEBUG, FLUSHALL, …) and those that would change the state of the
+//! connection all requests share (SUBSCRIBE, MONITOR, MULTI, SELECT, …) are
+//! refused with `400 {"error":"ERR Command is not available: '<name>'"}`.
+//! Blocking ones (BLPOP, XREAD BLOCK, …) and transactions run on a
+//! connection of their own; at most [`MAX_DEDICATED`] at once, beyond which
+//! a request is answered `{"error":"ERR max concurrent connections
+//! exceeded"}`, as Upstash answers a database over its plan's connections.
+//!
+//! A fault for tests: `SIGUSR1` makes it answer every request `401` as
+//! Upstash does once its token was rotated, `SIGUSR2` takes the token again;
+//! each is acknowledged on stderr (`upstash-local: refusing every token` /
+//! `upstash-local: taking the token again`).
 //!
 //! Once listening it prints `upstash-local listening on http://ADDR` on
 //! stdout. It exits non-zero at once when Redis does not answer at start;
@@ -71,9 +84,33 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long requests in flight may still take once asked to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Commands that would change the state of a connection shared by every
-/// request (or take it over).
+/// Connections of their own (blocking commands, transactions) open at once.
+const MAX_DEDICATED: usize = 32;
+
+/// Commands refused: administration Upstash does not offer, and those that
+/// would change the state of a connection shared by every request (or take
+/// it over).
 const REFUSED: &[&str] = &[
+    "SHUTDOWN",
+    "FLUSHALL",
+    "FLUSHDB",
+    "CONFIG",
+    "CLIENT",
+    "DEBUG",
+    "SAVE",
+    "BGSAVE",
+    "BGREWRITEAOF",
+    "REPLICAOF",
+    "SLAVEOF",
+    "FAILOVER",
+    "MODULE",
+    "ACL",
+    "SLOWLOG",
+    "LATENCY",
+    "CLUSTER",
+    "MIGRATE",
+    "SWAPDB",
+    "MOVE",
     "SUBSCRIBE",
     "PSUBSCRIBE",
     "SSUBSCRIBE",
@@ -121,10 +158,10 @@ struct Args {
     /// `unix:///PATH`.
     #[arg(long, env = "UPSTASH_LOCAL_REDIS_URL")]
     redis_url: String,
-    /// The bearer token clients must present.
-    #[arg(long, env = "UPSTASH_LOCAL_TOKEN", hide_env_values = true)]
-    token: String,
 }
+
+/// The environment variable holding the bearer token clients must present.
+const TOKEN_VAR: &str = "UPSTASH_LOCAL_TOKEN";
 
 /// What every request shares.
 struct App {
@@ -132,7 +169,11 @@ struct App {
     shared: ConnectionManager,
     /// For connections of their own (transactions, blocking commands).
     client: redis::Client,
+    /// Bounds the connections of their own.
+    dedicated: tokio::sync::Semaphore,
     token: Vec<u8>,
+    /// The rotated-token fault (`SIGUSR1` / `SIGUSR2`).
+    refusing: std::sync::atomic::AtomicBool,
 }
 
 /// A command as Redis arguments, the name first.
@@ -189,8 +230,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.token.is_empty() {
-        bail!("--token must not be empty");
+    let token = std::env::var(TOKEN_VAR).unwrap_or_default();
+    if token.is_empty() {
+        bail!("{TOKEN_VAR} must be set to the bearer token clients present");
     }
     let client = redis::Client::open(args.redis_url.as_str())
         // Not echoed: the URL may hold a password.
@@ -221,8 +263,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = Arc::new(App {
         shared,
         client,
-        token: args.token.into_bytes(),
+        dedicated: tokio::sync::Semaphore::new(MAX_DEDICATED),
+        token: token.into_bytes(),
+        refusing: std::sync::atomic::AtomicBool::new(false),
     });
+    tokio::spawn(rotated_token_fault(Arc::clone(&app)));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -248,6 +293,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         () = deadline => {}
     }
     Ok(())
+}
+
+/// `SIGUSR1`: refuse every token (as after a rotation); `SIGUSR2`: take
+/// it again.
+async fn rotated_token_fault(app: Arc<App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut refuse), Ok(mut take)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        eprintln!("upstash-local: no SIGUSR1/SIGUSR2 handler; the token fault is off");
+        return;
+    };
+    loop {
+        let refusing = tokio::select! {
+            _ = refuse.recv() => true,
+            _ = take.recv() => false,
+        };
+        app.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
+        eprintln!(
+            "upstash-local: {}",
+            if refusing {
+                "refusing every token"
+            } else {
+                "taking the token again"
+            }
+        );
+    }
 }
 
 async fn shutdown_signal() {
@@ -341,7 +415,8 @@ impl App {
                 .find(|(name, _)| name == b"_token")
                 .map(|(_, value)| value)
         });
-        given.is_some_and(|given| bool::from(given.as_slice().ct_eq(&self.token)))
+        !self.refusing.load(std::sync::atomic::Ordering::SeqCst)
+            && given.is_some_and(|given| bool::from(given.as_slice().ct_eq(&self.token)))
     }
 
     /// One command: its result, or 400 with Redis's error.
@@ -349,7 +424,7 @@ impl App {
         check_allowed(&command)?;
         let cmd = to_cmd(&command);
         let reply = if is_blocking(&command) {
-            let mut conn = self.dedicated().await?;
+            let (mut conn, _permit) = self.dedicated().await?;
             conn.send_packed_command(&cmd).await
         } else {
             self.shared.clone().send_packed_command(&cmd).await
@@ -373,7 +448,7 @@ impl App {
             pipe.add_command(to_cmd(command));
         }
         let replies = if commands.iter().any(is_blocking) {
-            let mut conn = self.dedicated().await?;
+            let (mut conn, _permit) = self.dedicated().await?;
             conn.send_packed_commands(&pipe, 0, commands.len()).await
         } else {
             self.shared
@@ -396,7 +471,7 @@ impl App {
             pipe.add_command(to_cmd(command));
         }
         pipe.add_command(redis::cmd("EXEC"));
-        let mut conn = self.dedicated().await?;
+        let (mut conn, _permit) = self.dedicated().await?;
         let mut replies = conn
             .send_packed_commands(&pipe, 0, commands.len() + 2)
             .await
@@ -431,11 +506,21 @@ impl App {
         }
     }
 
-    async fn dedicated(&self) -> Result<MultiplexedConnection, Refusal> {
-        self.client
+    /// A connection of this request's own, within [`MAX_DEDICATED`]; it
+    /// counts until the returned permit drops.
+    async fn dedicated(
+        &self,
+    ) -> Result<(MultiplexedConnection, tokio::sync::SemaphorePermit<'_>), Refusal> {
+        let permit = self.dedicated.try_acquire().map_err(|_| Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: "ERR max concurrent connections exceeded".to_string(),
+        })?;
+        let conn = self
+            .client
             .get_multiplexed_async_connection_with_config(&dedicated_config())
             .await
-            .map_err(|err| Refusal::unavailable(&err))
+            .map_err(|err| Refusal::unavailable(&err))?;
+        Ok((conn, permit))
     }
 }
 
@@ -536,13 +621,10 @@ fn name_of(command: &Command) -> String {
 
 fn check_allowed(command: &Command) -> Result<(), Refusal> {
     let name = name_of(command);
-    let client_reply = name == "CLIENT"
-        && command
-            .get(1)
-            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"REPLY"));
-    if REFUSED.contains(&name.as_str()) || client_reply {
+    if REFUSED.contains(&name.as_str()) {
         return Err(Refusal::bad_request(format!(
-            "ERR command {name} is not supported by upstash-local"
+            "ERR Command is not available: '{}'",
+            name.to_ascii_lowercase()
         )));
     }
     Ok(())
@@ -754,6 +836,15 @@ mod tests {
             |parts: &[&str]| -> Command { parts.iter().map(|p| p.as_bytes().to_vec()).collect() };
         assert!(check_allowed(&cmd(&["subscribe", "x"])).is_err());
         assert!(check_allowed(&cmd(&["client", "reply", "off"])).is_err());
+        for admin in [
+            "shutdown", "FLUSHALL", "flushdb", "config", "debug", "monitor",
+        ] {
+            let refusal = check_allowed(&cmd(&[admin])).unwrap_err();
+            assert_eq!(
+                refusal.message,
+                format!("ERR Command is not available: '{}'", admin.to_lowercase())
+            );
+        }
         assert!(check_allowed(&cmd(&["get", "x"])).is_ok());
         assert!(is_blocking(&cmd(&["blpop", "x", "0"])));
         assert!(is_blocking(&cmd(&[

@@ -128,6 +128,7 @@ SCHEMA = {
     "runtime_kib_per_client": ("num", 0),
     # Configuration and behaviour.
     "heartbeat_secs": ("num", 1e-9),
+    "lease_refresh_secs": ("num", 1e-9),
     "key_recheck_secs": ("num", 1e-9),
     "key_cache_secs": ("num", 1e-9),
     "reconnects_per_viewer_hour": ("num", 0),
@@ -556,10 +557,10 @@ def largest_hop_that_works(rate: float, per_isolate: float, P) -> float | None:
 
 def upstash_commands_per_sec(viewers: float, P) -> float:
     """Commands/s one game's audience sends to Upstash: connects x commands per connect, plus
-    one lease-refresh pipeline per isolate and key per heartbeat."""
+    one lease refresh per isolate and key every LEASE_REFRESH_SECS."""
     connects = viewers * P.reconnects_per_viewer_hour / 3600.0 * P.upstash_cmds_per_connect
     isolates = viewers / P.viewers_per_isolate
-    refresh = isolates * P.keys_per_isolate * P.upstash_cmds_per_refresh_per_key / P.heartbeat_secs
+    refresh = isolates * P.keys_per_isolate * P.upstash_cmds_per_refresh_per_key / P.lease_refresh_secs
     return connects + refresh
 
 
@@ -589,12 +590,12 @@ def kv_reads_per_month(viewers: float, P, seconds: float) -> float:
 
 
 def upstash_commands_per_month(viewers: float, P, seconds: float) -> float:
-    """Upstash commands: every connection's admission and release, plus one lease-refresh
-    pipeline per isolate and key per heartbeat (upstash_commands_per_sec is the same per second)."""
+    """Upstash commands: every connection's admission and release, plus one lease refresh per
+    isolate and key every LEASE_REFRESH_SECS (upstash_commands_per_sec is the same per second)."""
     connects = connects_per_month(viewers, P.reconnects_per_viewer_hour, P.month_days)
     isolates = viewers / P.viewers_per_isolate
     return (connects * P.upstash_cmds_per_connect
-            + isolates * P.keys_per_isolate * seconds / P.heartbeat_secs * P.upstash_cmds_per_refresh_per_key)
+            + isolates * P.keys_per_isolate * seconds / P.lease_refresh_secs * P.upstash_cmds_per_refresh_per_key)
 
 
 def cost_rows(rate: float, P, layout: dict, viewers: float = 1000.0) -> list[dict]:
@@ -624,7 +625,7 @@ def cost_rows(rate: float, P, layout: dict, viewers: float = 1000.0) -> list[dic
     cpu_heartbeats = viewers * seconds / tick * P.worker_cpu_us_per_heartbeat / 1000.0
     cpu_rechecks = viewers * seconds / recheck * P.worker_cpu_us_per_key_recheck / 1000.0
     cpu_connects = (connects * P.worker_cpu_ms_per_connect
-                    + isolates * seconds / P.heartbeat_secs * P.worker_cpu_us_per_lease_refresh / 1000.0)
+                    + isolates * seconds / P.lease_refresh_secs * P.worker_cpu_us_per_lease_refresh / 1000.0)
     incoming = sockets * P.ws_incoming_msgs_per_socket_hour * hours
     pushes = layout["relays"] * rate * seconds * share
     # Awake object time: the rounds, plus the stream object answering openings (not overlapped
@@ -931,6 +932,9 @@ def render_text(inputs: dict, overrides: dict, path: Path, model: dict, P) -> st
     w(f"- Goal met: {', '.join(met) or 'nowhere'}; missed: {', '.join(missed) or 'nowhere'}.")
     up = model["upstash_cmds_per_sec_at_goal"]
     w(f"- Upstash at the goal audience: {up:,.0f} commands/s (Pay-As-You-Go cap {P.upstash_max_commands_per_sec:,.0f}/s).")
+    w(f"- What the lease refresh period costs: a Worker isolate that vanishes keeps its streams' slots under "
+      f"max_streams taken for up to 3 x LEASE_REFRESH_SECS = {3 * P.lease_refresh_secs:g} s (leases live three "
+      f"refresh periods); a stream that ends gives its slot back at once.")
     storm = P.goal_viewers * P.do_requests_per_viewer_connect
     w(f"- Reconnect storm: a viewer joins its isolate's feed without asking the stream object when it has no "
       f"Last-Event-ID or its last id is still in the feed's ring; a fraction of {P.do_requests_per_viewer_connect:g} "
@@ -1151,12 +1155,12 @@ def self_test() -> None:
 
     # Costs of 1 000 viewers served by 10 feed sockets (100 per isolate), no relays.
     K = SimpleNamespace(month_days=30, reconnects_per_viewer_hour=1, viewers_per_isolate=100, keys_per_isolate=1,
-                        heartbeat_secs=15, key_recheck_secs=20, key_cache_secs=10,
+                        heartbeat_secs=15, lease_refresh_secs=60, key_recheck_secs=20, key_cache_secs=10,
                         worker_cpu_us_per_client_round=100, worker_cpu_us_per_heartbeat=0, worker_cpu_us_per_key_recheck=0,
                         worker_cpu_ms_per_connect=0, worker_cpu_us_per_lease_refresh=0, do_cpu_ms_per_opening=0,
                         do_requests_per_viewer_connect=1, do_requests_per_feed_open=1, do_requests_per_relay_join=1,
                         ws_incoming_msgs_per_socket_hour=20, do_ws_incoming_billing_ratio=20,
-                        upstash_cmds_per_connect=4, upstash_cmds_per_refresh_per_key=4,
+                        upstash_cmds_per_connect=2, upstash_cmds_per_refresh_per_key=1,
                         price_worker_requests_per_million=0.30, price_worker_cpu_per_million_ms=0.02,
                         price_do_requests_per_million=0.15, price_do_gb_s_per_million=12.5, do_billed_memory_gb=0.128,
                         price_kv_reads_per_million=0.5, price_upstash_per_100k_commands=0.2)
@@ -1178,9 +1182,10 @@ def self_test() -> None:
     # Duration: 0.35 ms a round x 2 592 000 rounds = 907.2 s x 0.128 GB = 116.1216 GB-s = $0.00145152.
     close(rows["DO duration"]["units"], 116.1216)
     close(rows["DO duration"]["usd"], 0.00145152)
-    # Upstash: 720 000 x 4 + 10 isolates x 172 800 heartbeats x 4 = 9 792 000 commands = $19.584.
-    close(rows["Upstash commands"]["units"], 9792000)
-    close(rows["Upstash commands"]["usd"], 19.584)
+    # Upstash: 720 000 x 2 + 10 isolates x 43 200 refreshes x 1 = 1 872 000 commands = $3.744
+    # (before leases had a period of their own and scripts folded the usage in: 9 792 000, $19.584).
+    close(rows["Upstash commands"]["units"], 1872000)
+    close(rows["Upstash commands"]["usd"], 3.744)
     # A 1 000 000-viewer game on 100 000 sockets, 90 000 of them on 9 relays, 1 s awake a round:
     # 1 000 viewers' share is 100 sockets, 72 000 opens a month x (1 + 0.9 joins) = 136 800
     # requests, 9 x 2 592 000 / 1 000 = 23 328 pushes and 2 592 s awake (x 0.128 = 331.776 GB-s).

@@ -6,8 +6,12 @@
 //! script may touch them all):
 //! - `gf:{id}:streams`: sorted set of stream leases, member = lease id, score =
 //!   expiry (unix ms). A stream holds a lease from admission until it ends;
-//!   the Worker refreshes its leases every heartbeat, so a lease whose Worker
-//!   vanished lapses within two heartbeats and stops counting.
+//!   the Worker refreshes its leases every `LEASE_REFRESH_SECS`, and a lease
+//!   lives three such periods, so a lease whose Worker vanished stops
+//!   counting within three periods.
+//! - `gf:{id}:token:<tag>`: the same, for the streams opened with one browser
+//!   token (`<tag>` is the token's signature), so a token holds at most
+//!   `TOKEN_MAX_STREAMS` of its key's streams.
 //! - `gf:{id}:connects:<minute>` / `gf:{id}:requests:<minute>`: fixed
 //!   one-minute windows counting new streams / REST requests.
 //! - `gf:{id}:usage:<YYYY-MM-DD>`: hash of the day's `connects`, `rejected`,
@@ -88,8 +92,9 @@ fn window_left_secs(unix_ms: i64) -> u32 {
     u32::try_from((left_ms + 999) / 1000).unwrap_or(60).max(1)
 }
 
-/// KEYS: leases, connects window, usage. ARGV: now ms, lease id, lease expiry
-/// ms, max streams, connects per minute, rate-limited retry secs, usage TTL.
+/// KEYS: leases, connects window, usage, the token's leases. ARGV: now ms,
+/// lease id, lease expiry ms, max streams, connects per minute, rate-limited
+/// retry secs, usage TTL, the token's max streams (0: not a token).
 /// Numbers that need all their digits (ms times) come in as strings and go
 /// back out as the same strings: Lua would print them with 14 digits.
 const ADMIT_STREAM: &str = r"
@@ -103,6 +108,13 @@ local max = tonumber(ARGV[4])
 if max > 0 and redis.call('ZCARD', KEYS[1]) >= max then
   return reject('too_many_streams', 0)
 end
+local tmax = tonumber(ARGV[8])
+if tmax > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])
+  if redis.call('ZCARD', KEYS[4]) >= tmax then
+    return reject('too_many_token_streams', 0)
+  end
+end
 local cpm = tonumber(ARGV[5])
 if cpm > 0 then
   local n = redis.call('INCR', KEYS[2])
@@ -111,6 +123,10 @@ if cpm > 0 then
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+if tmax > 0 then
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
+  redis.call('PEXPIREAT', KEYS[4], ARGV[3])
+end
 redis.call('HINCRBY', KEYS[3], 'connects', 1)
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 return {'ok', 0}
@@ -133,21 +149,47 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return {'ok', 0}
 ";
 
+fn released_key(id: &str) -> String {
+    format!("gf:{{{id}}}:released")
+}
+
+/// How long a released lease is remembered, so that no refresh racing its
+/// release (sent before, arriving after) takes it back: longer than any
+/// refresh may be in flight.
+const RELEASED_KEEP_MS: i64 = 60_000;
+
+fn token_key(id: &str, tag: &str) -> String {
+    format!("gf:{{{id}}}:token:{tag}")
+}
+
+/// A browser token a stream is opened with: its signature (which names it)
+/// and how many streams it may hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLimit<'a> {
+    /// The token's tag (see `token::tag`).
+    pub tag: &'a str,
+    /// `TOKEN_MAX_STREAMS` (0: no limit of its own).
+    pub max_streams: u32,
+}
+
 /// The one command that admits a stream of key `id` under `limits` at
-/// `now_ms`, taking lease `lease` until `now_ms + lease_ttl_ms`.
+/// `now_ms` (opened with `token`, if any), taking lease `lease` until
+/// `now_ms + lease_ttl_ms`.
 pub fn admit_stream(
     id: &str,
     lease: &str,
+    token: Option<TokenLimit<'_>>,
     now_ms: i64,
     lease_ttl_ms: i64,
     limits: Limits,
 ) -> Command {
     Command::new("EVAL")
         .arg(ADMIT_STREAM)
-        .arg(3)
+        .arg(4)
         .arg(streams_key(id))
         .arg(window_key(id, "connects", now_ms))
         .arg(usage_key(id, &day(now_ms)))
+        .arg(token_key(id, token.map_or("", |t| t.tag)))
         .arg(now_ms)
         .arg(lease)
         .arg(now_ms + lease_ttl_ms)
@@ -155,6 +197,7 @@ pub fn admit_stream(
         .arg(limits.connects_per_minute)
         .arg(window_left_secs(now_ms))
         .arg(usage_ttl_secs())
+        .arg(token.map_or(0, |t| t.max_streams))
 }
 
 /// The one command that admits a REST request of key `id` at `now_ms`.
@@ -179,6 +222,12 @@ pub enum Verdict {
         /// Seconds.
         retry_after: u32,
     },
+    /// 429 `too_many_streams`: the browser token holds as many of its key's
+    /// streams as one token may.
+    TooManyTokenStreams {
+        /// Seconds.
+        retry_after: u32,
+    },
     /// 429 `rate_limited`, with `Retry-After`.
     RateLimited {
         /// Seconds.
@@ -198,6 +247,9 @@ pub fn verdict(reply: &Value) -> Result<Verdict, Error> {
     match code.as_str()? {
         "ok" => Ok(Verdict::Admitted),
         "too_many_streams" => Ok(Verdict::TooManyStreams {
+            retry_after: STREAMS_RETRY_AFTER_SECS,
+        }),
+        "too_many_token_streams" => Ok(Verdict::TooManyTokenStreams {
             retry_after: STREAMS_RETRY_AFTER_SECS,
         }),
         "rate_limited" => Ok(Verdict::RateLimited {
@@ -221,32 +273,51 @@ pub struct Lease {
     /// The key's `max_streams` (0: unlimited), for taking a lapsed lease
     /// back.
     pub max_streams: u32,
+    /// The tag of the browser token the stream was opened with, whose
+    /// leases hold it too.
+    pub token: Option<String>,
 }
 
-/// KEYS: the key's streams set. ARGV: now, new expiry, max streams, then the
-/// lease ids. Extends each lease; one that lapsed (a refresh failed, and its
-/// slot expired) is taken back if the key has room, else it is lost, and
-/// the script returns the lost ones: their streams end.
+/// KEYS: the key's streams set, its usage today, its recently released
+/// leases, then the token sets its leases name. ARGV: now, new expiry, max
+/// streams, stream seconds to count, usage TTL, then per lease its id and
+/// the index in KEYS of its token set (0: none). A lease released meanwhile
+/// is left alone. Extends each lease; one that lapsed (a refresh failed, or the
+/// stream was admitted while Upstash could not be asked) is taken back if
+/// the key has room, else it is lost, and the script returns the lost ones:
+/// their streams end. The stream seconds ride along, so a key costs one
+/// command per refresh.
 const REFRESH: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local max = tonumber(ARGV[3])
 local lost = {}
-for i = 4, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) or max == 0
+for i = 6, #ARGV, 2 do
+  local t = tonumber(ARGV[i + 1])
+  if redis.call('ZSCORE', KEYS[3], ARGV[i]) then
+    -- released: its stream ended, nothing to extend
+  elseif redis.call('ZSCORE', KEYS[1], ARGV[i]) or max == 0
       or redis.call('ZCARD', KEYS[1]) < max then
     redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    if t > 0 then
+      redis.call('ZADD', KEYS[t], ARGV[2], ARGV[i])
+      redis.call('PEXPIREAT', KEYS[t], ARGV[2])
+    end
   else
     table.insert(lost, ARGV[i])
   end
 end
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('HINCRBY', KEYS[2], 'stream_seconds', ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
 return lost
 ";
 
 /// Commands (one pipeline) that extend `leases` to `now_ms + lease_ttl_ms` and
 /// add their unreported stream seconds to today's usage: one script per key
-/// (see [`lost_leases`] for its reply), then the usage counts. A lease that
-/// lapsed is taken back while its key has room, and is lost otherwise.
+/// (see [`lost_leases`] for its reply). A lease that lapsed is taken back
+/// while its key has room, and is lost otherwise.
 pub fn refresh(leases: &[Lease], now_ms: i64, lease_ttl_ms: i64) -> Vec<Command> {
     let mut by_key: Vec<(&str, Vec<&Lease>)> = Vec::new();
     for lease in leases {
@@ -260,21 +331,38 @@ pub fn refresh(leases: &[Lease], now_ms: i64, lease_ttl_ms: i64) -> Vec<Command>
     let mut commands = Vec::new();
     for (id, list) in by_key {
         let max = list.iter().map(|l| l.max_streams).max().unwrap_or(0);
-        let mut script = Command::new("EVAL")
-            .arg(REFRESH)
-            .arg(1)
-            .arg(streams_key(id))
-            .arg(now_ms)
-            .arg(expiry)
-            .arg(max);
-        for lease in &list {
-            script = script.arg(&lease.lease);
-        }
-        commands.push(script);
         let secs: u64 = list.iter().map(|l| l.unreported_secs).sum();
-        if secs > 0 {
-            commands.extend(count_seconds(id, &today, secs));
+        let mut keys = vec![streams_key(id), usage_key(id, &today), released_key(id)];
+        let mut args = Vec::with_capacity(list.len() * 2);
+        for lease in &list {
+            let index = match &lease.token {
+                None => 0,
+                Some(tag) => {
+                    let key = token_key(id, tag);
+                    match keys.iter().position(|k| *k == key) {
+                        Some(at) => at + 1,
+                        None => {
+                            keys.push(key);
+                            keys.len()
+                        }
+                    }
+                }
+            };
+            args.push(lease.lease.clone());
+            args.push(index.to_string());
         }
+        commands.push(
+            Command::new("EVAL")
+                .arg(REFRESH)
+                .arg(keys.len())
+                .args(keys)
+                .arg(now_ms)
+                .arg(expiry)
+                .arg(max)
+                .arg(secs)
+                .arg(usage_ttl_secs())
+                .args(args),
+        );
     }
     commands
 }
@@ -294,34 +382,41 @@ pub fn lost_leases(value: &Value) -> Option<Vec<String>> {
         .collect()
 }
 
-fn count_seconds(id: &str, day: &str, secs: u64) -> [Command; 2] {
-    [
-        Command::new("HINCRBY")
-            .arg(usage_key(id, day))
-            .arg("stream_seconds")
-            .arg(secs),
-        Command::new("EXPIRE")
-            .arg(usage_key(id, day))
-            .arg(usage_ttl_secs()),
-    ]
-}
+/// KEYS: the key's streams set, its usage today, its recently released
+/// leases, and the token's set if the lease has one. ARGV: the lease id,
+/// stream seconds to count, usage TTL, now, how long to remember releases.
+const RELEASE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+if #KEYS > 3 then redis.call('ZREM', KEYS[4], ARGV[1]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4] - ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HINCRBY', KEYS[2], 'stream_seconds', ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 1
+";
 
-/// Commands (one pipeline) that give lease `lease` back as its stream ends
-/// and count its last `unreported_secs`.
-pub fn release(lease: &Lease, now_ms: i64) -> Vec<Command> {
-    let mut commands = vec![
-        Command::new("ZREM")
-            .arg(streams_key(&lease.key_id))
-            .arg(&lease.lease),
+/// The one command that gives lease `lease` back as its stream ends and
+/// counts its last `unreported_secs`.
+pub fn release(lease: &Lease, now_ms: i64) -> Command {
+    let id = &lease.key_id;
+    let mut keys = vec![
+        streams_key(id),
+        usage_key(id, &day(now_ms)),
+        released_key(id),
     ];
-    if lease.unreported_secs > 0 {
-        commands.extend(count_seconds(
-            &lease.key_id,
-            &day(now_ms),
-            lease.unreported_secs,
-        ));
-    }
-    commands
+    keys.extend(lease.token.as_deref().map(|tag| token_key(id, tag)));
+    Command::new("EVAL")
+        .arg(RELEASE)
+        .arg(keys.len())
+        .args(keys)
+        .arg(&lease.lease)
+        .arg(lease.unreported_secs)
+        .arg(usage_ttl_secs())
+        .arg(now_ms)
+        .arg(RELEASED_KEEP_MS)
 }
 
 /// One day of a key's usage.
@@ -430,17 +525,18 @@ mod tests {
             connects_per_minute: 30,
             requests_per_minute: 0,
         };
-        let command = admit_stream("key_1", "L1", NOW, 30_000, limits);
+        let command = admit_stream("key_1", "L1", None, NOW, 30_000, limits);
         let parts = command.parts();
         assert_eq!(parts[0], "EVAL");
         assert_eq!(parts[1], ADMIT_STREAM);
         assert_eq!(
             &parts[2..],
             [
-                "3",
+                "4",
                 "gf:{key_1}:streams",
                 "gf:{key_1}:connects:29926079",
                 "gf:{key_1}:usage:2026-11-24",
+                "gf:{key_1}:token:",
                 "1795564770000",
                 "L1",
                 "1795564800000",
@@ -448,8 +544,17 @@ mod tests {
                 "30",
                 "30",
                 "7862400",
+                "0",
             ]
         );
+        let token = TokenLimit {
+            tag: "TAG",
+            max_streams: 3,
+        };
+        let command = admit_stream("key_1", "L1", Some(token), NOW, 30_000, limits);
+        let parts = command.parts();
+        assert_eq!(parts[6], "gf:{key_1}:token:TAG");
+        assert_eq!(parts.last().map(String::as_str), Some("3"));
         let request = admit_request("key_1", NOW, limits);
         assert_eq!(
             &request.parts()[2..],
@@ -479,6 +584,10 @@ mod tests {
             Ok(Verdict::TooManyStreams { retry_after: 5 })
         );
         assert_eq!(
+            verdict(&reply("too_many_token_streams", 0)),
+            Ok(Verdict::TooManyTokenStreams { retry_after: 5 })
+        );
+        assert_eq!(
             verdict(&reply("rate_limited", 17)),
             Ok(Verdict::RateLimited { retry_after: 17 })
         );
@@ -493,14 +602,21 @@ mod tests {
 
     #[test]
     fn refresh_groups_by_key_and_counts_seconds() {
-        let lease = |key: &str, id: &str, secs| Lease {
+        let lease = |key: &str, id: &str, secs, token: Option<&str>| Lease {
             key_id: key.into(),
             lease: id.into(),
             unreported_secs: secs,
             max_streams: 2,
+            token: token.map(String::from),
         };
         let commands = refresh(
-            &[lease("a", "1", 15), lease("b", "2", 0), lease("a", "3", 14)],
+            &[
+                lease("a", "1", 15, Some("T")),
+                lease("b", "2", 0, None),
+                lease("a", "3", 14, None),
+                lease("a", "4", 1, Some("U")),
+                lease("a", "5", 0, Some("T")),
+            ],
             NOW,
             30_000,
         );
@@ -511,27 +627,31 @@ mod tests {
         assert_eq!(
             text,
             [
-                "EVAL <refresh> 1 gf:{a}:streams 1795564770000 1795564800000 2 1 3",
-                "HINCRBY gf:{a}:usage:2026-11-24 stream_seconds 29",
-                "EXPIRE gf:{a}:usage:2026-11-24 7862400",
-                "EVAL <refresh> 1 gf:{b}:streams 1795564770000 1795564800000 2 2",
+                "EVAL <refresh> 5 gf:{a}:streams gf:{a}:usage:2026-11-24 gf:{a}:released \
+                 gf:{a}:token:T gf:{a}:token:U 1795564770000 1795564800000 2 30 7862400 1 4 3 0 4 5 5 4",
+                "EVAL <refresh> 3 gf:{b}:streams gf:{b}:usage:2026-11-24 gf:{b}:released \
+                 1795564770000 1795564800000 2 0 7862400 2 0",
             ]
         );
         let lost = Value::Array(vec![Value::Bytes(b"3".to_vec())]);
         assert_eq!(lost_leases(&lost), Some(vec!["3".to_string()]));
         assert_eq!(lost_leases(&Value::Array(vec![])), Some(vec![]));
         assert_eq!(lost_leases(&Value::Int(0)), None);
-        let text: Vec<String> = release(&lease("a", "1", 3), NOW)
-            .iter()
-            .map(|c| c.parts().join(" "))
-            .collect();
+        let text = |lease: &Lease| {
+            release(lease, NOW)
+                .parts()
+                .join(" ")
+                .replace(RELEASE, "<release>")
+        };
         assert_eq!(
-            text,
-            [
-                "ZREM gf:{a}:streams 1",
-                "HINCRBY gf:{a}:usage:2026-11-24 stream_seconds 3",
-                "EXPIRE gf:{a}:usage:2026-11-24 7862400",
-            ]
+            text(&lease("a", "1", 3, Some("T"))),
+            "EVAL <release> 4 gf:{a}:streams gf:{a}:usage:2026-11-24 gf:{a}:released gf:{a}:token:T \
+             1 3 7862400 1795564770000 60000"
+        );
+        assert_eq!(
+            text(&lease("a", "1", 0, None)),
+            "EVAL <release> 3 gf:{a}:streams gf:{a}:usage:2026-11-24 gf:{a}:released \
+             1 0 7862400 1795564770000 60000"
         );
     }
 

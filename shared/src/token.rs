@@ -40,6 +40,10 @@ pub struct Claims {
     /// Expiry, unix seconds.
     #[serde(rename = "e")]
     pub expires: i64,
+    /// Random, so two tokens minted alike in the same second are still two
+    /// tokens, each with its own `TOKEN_MAX_STREAMS`.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// Why a token was refused. All of them answer 401 `invalid_token`.
@@ -113,6 +117,14 @@ pub fn verify(secret: &[u8], token: &str, now_unix: i64) -> Result<Claims, Token
     Ok(claims)
 }
 
+/// The name of a token (verified by [`verify`]) for counting its streams:
+/// its signature, in its one canonical encoding, so no other spelling of the
+/// same token counts apart.
+pub fn tag(token: &str) -> Option<String> {
+    let (_, tag) = token.rsplit_once('.')?;
+    B64URL.decode(tag).ok().map(|bytes| B64URL.encode(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -126,7 +138,26 @@ mod tests {
             games: Some(vec!["crash".into()]),
             types: None,
             expires: 1_000_600,
+            nonce: None,
         }
+    }
+
+    #[test]
+    fn a_token_is_named_by_its_signature() {
+        let one = sign(SECRET, &claims()).unwrap();
+        let other = sign(
+            SECRET,
+            &Claims {
+                expires: 1_000_601,
+                ..claims()
+            },
+        )
+        .unwrap();
+        let (_, signature) = one.rsplit_once('.').unwrap();
+        assert_eq!(tag(&one).as_deref(), Some(signature));
+        assert_ne!(tag(&one), tag(&other));
+        assert_eq!(tag("st_no-tag"), None);
+        assert_eq!(tag("st_x.***"), None);
     }
 
     #[test]
@@ -180,6 +211,7 @@ mod tests {
         // Found by `tests/prop_token.rs`: 120 long game slugs made a
         // 4097+-byte token that `verify` refuses as too long.
         let many = |n: usize| Claims {
+            nonce: None,
             games: Some((0..n).map(|i| format!("{i:0>60}")).collect()),
             ..claims()
         };

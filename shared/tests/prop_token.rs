@@ -32,6 +32,7 @@ fn claims() -> impl Strategy<Value = Claims> {
         any::<i64>(),
     )
         .prop_map(|(key_id, games, types, expires)| Claims {
+            nonce: None,
             key_id,
             games,
             types,

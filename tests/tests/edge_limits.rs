@@ -23,7 +23,7 @@ use shared::upstash::Command;
 struct Limited {
     edge: Edge,
     upstash: UpstashLocal,
-    _redis: Redis,
+    redis_server: Redis,
     _dir: tempfile::TempDir,
 }
 
@@ -56,9 +56,21 @@ impl Limited {
         Self {
             edge,
             upstash,
-            _redis: redis,
+            redis_server: redis,
             _dir: dir,
         }
+    }
+
+    /// A command to Redis itself, past `upstash-local` (which may be
+    /// refusing every token): what another isolate would have written.
+    async fn redis_direct(&self, command: &[&str]) {
+        let client = redis::Client::open(self.redis_server.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cmd = redis::cmd(command[0]);
+        for arg in &command[1..] {
+            cmd.arg(*arg);
+        }
+        let _: redis::Value = cmd.query_async(&mut conn).await.unwrap();
     }
 
     /// Redis as the Worker sees it, through the native transport.
@@ -290,13 +302,13 @@ async fn an_unreachable_or_slow_endpoint_fails_open_and_closed_on_request() {
     let mut limited = Limited::start(&[("LIMITS_TIMEOUT_MS", "200")]).await;
     let (key, _) = limited
         .edge
-        .create_key(json!({"name": "one", "max_streams": 1}))
+        .create_key(json!({"name": "one", "max_streams": 3}))
         .await
         .unwrap();
     let _held = stream(&limited.edge, &format!("/sse/crash?api_key={key}")).await;
 
     // Slow: the endpoint stops answering (SIGSTOP). Admission waits at most
-    // the timeout, then lets the stream in although the key is at its cap.
+    // the timeout, then lets the stream in.
     limited.upstash.pause();
     let started = std::time::Instant::now();
     let _slow = stream(&limited.edge, &format!("/sse/crash?api_key={key}")).await;
@@ -307,6 +319,9 @@ async fn an_unreachable_or_slow_endpoint_fails_open_and_closed_on_request() {
     // Down: refused connections fail open at once.
     limited.upstash.proc.kill();
     let _down = stream(&limited.edge, &format!("/sse/dice?api_key={key}")).await;
+    // At most the key's max_streams per isolate that way.
+    let (status, _, body) = get(&limited.edge, &format!("/sse/dice?api_key={key}")).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
     let (status, _, body) = get(&limited.edge, &format!("/api/games?api_key={key}")).await;
     assert_eq!(status, 200, "{body}");
     // How often they failed open is the operators' to see, not the public's.
@@ -491,7 +506,7 @@ async fn browser_tokens() {
 /// so `max_streams` is never exceeded by streams that stopped counting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsed_lease_is_taken_back_or_its_stream_ends() {
-    let limited = Limited::start(&[("HEARTBEAT_SECS", "1")]).await;
+    let limited = Limited::start(&[("HEARTBEAT_SECS", "1"), ("LEASE_REFRESH_SECS", "1")]).await;
     let edge = &limited.edge;
     let (key, id) = edge
         .create_key(json!({"name": "lapsing", "max_streams": 2}))
@@ -592,4 +607,150 @@ async fn a_refused_upstash_token_is_a_configuration_error() {
         assert!(!text.contains("upstash unavailable"), "not reported as slowness");
     })
     .unwrap();
+}
+
+/// A stream let in while Upstash could not be asked (here: it refuses the
+/// Worker's token, as after a rotation) is counted at the first heartbeat
+/// Upstash answers again, or ends when its key filled up meanwhile; and one
+/// isolate lets in at most the key's `max_streams` that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_let_in_failing_open_is_counted_or_ends_once_upstash_answers() {
+    let limited = Limited::start(&[("HEARTBEAT_SECS", "1")]).await;
+    let edge = &limited.edge;
+    let (key, id) = edge
+        .create_key(json!({"name": "open", "max_streams": 2}))
+        .await
+        .unwrap();
+    let streams = format!("gf:{{{id}}}:streams");
+    let crash = format!("/sse/crash?api_key={key}");
+    let mut a = stream(edge, &crash).await;
+    assert_eq!(limited.leases(&id).await, 1);
+
+    limited.upstash.refuse_token(true).await.unwrap();
+    let mut b = stream(edge, &format!("/sse/dice?api_key={key}")).await;
+    // The isolate holds two of the key's streams: no third without Upstash.
+    let (status, retry_after, body) = get(edge, &crash).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
+    assert!(retry_after.is_some());
+    // Meanwhile another isolate took the key's last slot.
+    let far = (i64::MAX / 2).to_string();
+    limited
+        .redis_direct(&["ZADD", &streams, &far, "elsewhere"])
+        .await;
+    limited.upstash.refuse_token(false).await.unwrap();
+    b.read_to_end(TIMEOUT).await.unwrap();
+    assert_eq!(limited.leases(&id).await, 2, "a and the other isolate's");
+    edge.store(events(New, &[round(1, "crash", "multiplier")]))
+        .await
+        .unwrap();
+    a.read_until("\nevent: message\n", TIMEOUT).await.unwrap();
+
+    // With room, a stream let in failing open is counted from then on.
+    limited.redis_direct(&["ZREM", &streams, "elsewhere"]).await;
+    limited.upstash.refuse_token(true).await.unwrap();
+    let mut c = stream(edge, &format!("/sse/dice?api_key={key}")).await;
+    limited.upstash.refuse_token(false).await.unwrap();
+    wait_for(
+        "the stream let in failing open to be counted",
+        TIMEOUT,
+        || async { (limited.leases(&id).await == 2).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let (status, _, body) = get(edge, &crash).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
+    edge.store(events(New, &[round(2, "dice", "dice")]))
+        .await
+        .unwrap();
+    c.read_until("\nevent: message\n", TIMEOUT).await.unwrap();
+}
+
+/// A caller refused for its rate is answered from the isolate's memory
+/// until its window ends: the refusals cost no Upstash call (the window's
+/// counter in Redis stops at the first refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_caller_costs_no_upstash_call_until_its_window_ends() {
+    let limited = Limited::start(&[]).await;
+    let edge = &limited.edge;
+    for attempt in 1..=3 {
+        let minute = time::OffsetDateTime::now_utc().unix_timestamp() / 60;
+        let (key, id) = edge
+            .create_key(
+                json!({"name": "remembered", "connects_per_minute": 1, "requests_per_minute": 1}),
+            )
+            .await
+            .unwrap();
+        let _held = stream(edge, &format!("/sse/crash?api_key={key}")).await;
+        let api = format!("/api/games?api_key={key}");
+        assert_eq!(get(edge, &api).await.0, 200);
+        let mut refusals = Vec::new();
+        for _ in 0..4 {
+            let (status, retry_after, body) = get(edge, &api).await;
+            refusals.push((status, code(&body).to_string(), retry_after.is_some()));
+            let (status, retry_after, body) = get(edge, &format!("/sse/dice?api_key={key}")).await;
+            refusals.push((status, code(&body).to_string(), retry_after.is_some()));
+        }
+        let window = |what: &str| Command::new("GET").arg(format!("gf:{{{id}}}:{what}:{minute}"));
+        let requests = limited.redis(window("requests")).await.as_count().unwrap();
+        let connects = limited.redis(window("connects")).await.as_count().unwrap();
+        if time::OffsetDateTime::now_utc().unix_timestamp() / 60 != minute && attempt < 3 {
+            continue;
+        }
+        assert!(
+            refusals
+                .iter()
+                .all(|r| *r == (429, "rate_limited".to_string(), true)),
+            "{refusals:?}"
+        );
+        assert_eq!(
+            (requests, connects),
+            (2, 2),
+            "one refusal each reached Upstash"
+        );
+        break;
+    }
+}
+
+/// A browser token holds at most `TOKEN_MAX_STREAMS` of its key's streams,
+/// counted in the same admission as the key's: a page visitor cannot take
+/// the whole key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_token_holds_at_most_token_max_streams() {
+    let limited = Limited::start(&[("TOKEN_MAX_STREAMS", "2"), ("HEARTBEAT_SECS", "1")]).await;
+    let edge = &limited.edge;
+    let (key, id) = edge.create_key(json!({"name": "page"})).await.unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (status, minted) = edge.mint(&key, json!({})).await.unwrap();
+        assert_eq!(status, 201, "{minted}");
+        tokens.push(minted["token"].as_str().unwrap().to_string());
+    }
+    let first = stream(edge, &format!("/sse/crash?token={}", tokens[0])).await;
+    let _second = stream(edge, &format!("/sse/dice?token={}", tokens[0])).await;
+    let (status, retry_after, body) = get(edge, &format!("/sse/crash?token={}", tokens[0])).await;
+    assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("token"),
+        "{body}"
+    );
+    assert!(retry_after.is_some());
+    // Another token of the key, and the key itself, are not held back.
+    let _other = stream(edge, &format!("/sse/crash?token={}", tokens[1])).await;
+    let _key = stream(edge, &format!("/sse/crash?api_key={key}")).await;
+    assert_eq!(limited.leases(&id).await, 4);
+
+    // A stream of the token ends: its slot under the token comes back.
+    let tag = tokens[0].rsplit_once('.').unwrap().1.to_string();
+    drop(first);
+    wait_for("the token's slot to come back", TIMEOUT, || async {
+        let held = limited
+            .redis(Command::new("ZCARD").arg(format!("gf:{{{id}}}:token:{tag}")))
+            .await
+            .as_i64()
+            .ok()?;
+        (held == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let _again = stream(edge, &format!("/sse/crash?token={}", tokens[0])).await;
 }

@@ -106,12 +106,19 @@ pub(crate) struct LimitsConfig {
     pub(crate) fail_closed: bool,
     /// Limits of keys that have none of their own.
     pub(crate) defaults: shared::limits::Limits,
-    /// How long a stream's lease lives unless refreshed: three heartbeats,
-    /// so one failed refresh does not let it lapse, and a Worker that
-    /// vanished frees its slots within three heartbeat intervals.
+    /// How long a stream's lease lives unless refreshed: three refresh
+    /// periods, so a failed refresh (retried every heartbeat) does not let
+    /// it lapse, and a Worker that vanished frees its slots within three
+    /// periods.
     pub(crate) lease_ttl: Duration,
-    /// How often the leases are refreshed: every heartbeat.
+    /// `LEASE_REFRESH_SECS`: how often the leases are refreshed.
     pub(crate) refresh_every: Duration,
+    /// How often instead while a stream let in failing open waits to be
+    /// counted, or after a refresh failed: every heartbeat.
+    pub(crate) retry_every: Duration,
+    /// `TOKEN_MAX_STREAMS`: streams one browser token may hold at once (0:
+    /// only its key's limit).
+    pub(crate) token_max_streams: u32,
 }
 
 /// The feeds: an isolate's clients of a stream sharing one socket.
@@ -297,6 +304,7 @@ impl Config {
         };
         let timeout = Duration::from_millis(r.number("LIMITS_TIMEOUT_MS", 200, 1, 60_000));
         let fail = r.choice("LIMITS_FAIL", &["open", "closed"], "open", "closed");
+        let refresh_every = secs(r.number("LEASE_REFRESH_SECS", 60, 1, 3600));
         let limits = LimitsConfig {
             upstash,
             timeout,
@@ -307,8 +315,10 @@ impl Config {
                 connects_per_minute: r.number("DEFAULT_CONNECTS_PER_MINUTE", 0, 0, u32::MAX),
                 requests_per_minute: r.number("DEFAULT_REQUESTS_PER_MINUTE", 0, 0, u32::MAX),
             },
-            lease_ttl: stream.heartbeat * 3,
-            refresh_every: stream.heartbeat,
+            lease_ttl: refresh_every * 3,
+            refresh_every,
+            retry_every: stream.heartbeat.min(refresh_every),
+            token_max_streams: r.number("TOKEN_MAX_STREAMS", 3, 0, u32::MAX),
         };
         let feed = FeedConfig {
             group: r.number("FEED_GROUP", 0, 0, usize::MAX),

@@ -113,6 +113,42 @@ fn main() -> std::process::ExitCode {
     devstack::exit_code("faults", result)
 }
 
+/// Waits until the Worker holds no stream it let in without Upstash, and
+/// Upstash counts at least `clients` streams of key `key_id`; how long
+/// that took.
+async fn every_stream_counted(
+    system: &mut Pipeline,
+    key_id: &str,
+    clients: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let http = system.stack.edge.http.clone();
+    let url = format!("{}/admin/limits", system.stack.edge.worker.url);
+    let admin = system.stack.edge.admin_token.clone();
+    let upstash = devstack::upstash_client::client(
+        &system.stack.upstash.url,
+        &system.stack.upstash.token,
+        Duration::from_secs(10),
+    );
+    let streams = shared::upstash::Command::new("ZCARD").arg(format!("gf:{{{key_id}}}:streams"));
+    devstack::wait_for_procs(
+        &mut system.procs(),
+        "every stream counted in Upstash again",
+        Duration::from_secs(120),
+        || {
+            let request = http.get(&url).bearer_auth(&admin).send();
+            let counted = upstash.exec(&streams);
+            async move {
+                let seen: serde_json::Value = request.await.ok()?.json().await.ok()?;
+                let counted = counted.await.ok()?.as_i64().ok()?;
+                (seen["uncounted"] == 0 && counted >= i64::try_from(clients).ok()?).then_some(())
+            }
+        },
+    )
+    .await?;
+    Ok(started.elapsed())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let (rate, calm, min_rounds) = if args.short {
         (args.rate.unwrap_or(8.0), Duration::from_secs(5), 1_000)
@@ -174,7 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Clients read through a pass-through the matrix can cut.
     let to_clients = Cutter::start(&worker_addr).await?;
-    let (key, _) = system
+    let (key, key_id) = system
         .stack
         .edge
         .create_key(serde_json::json!({
@@ -273,6 +309,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "edge refuses batches",
         "every client cut at once",
         "Upstash down 30 s",
+        "Upstash refuses the token 30 s",
     ];
     for name in faults {
         if args
@@ -361,6 +398,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 cutter_clients.cut_all();
                 tokio::time::sleep(Duration::from_secs(25)).await;
                 system.stack.upstash.resume();
+            }
+            "Upstash refuses the token 30 s" => {
+                // As after a rotation: every call is 401. Clients reconnect
+                // meanwhile (admitted failing open), then every stream must
+                // be counted in Upstash again.
+                system.stack.upstash.refuse_token(true).await?;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                cutter_clients.cut_all();
+                tokio::time::sleep(Duration::from_secs(25)).await;
+                system.stack.upstash.refuse_token(false).await?;
+                let counted = every_stream_counted(&mut system, &key_id, specs.len()).await?;
+                println!(
+                    "faults: every stream counted in Upstash again {:.1} s after it took the token again",
+                    counted.as_secs_f64()
+                );
             }
             _ => bail!("unknown fault {name}"),
         }

@@ -26,6 +26,9 @@ pub(crate) struct Admitted {
     /// When that token expires (ms since the epoch): a stream opened with
     /// it ends then (the page mints a new one and resumes).
     pub(crate) expires_ms: Option<i64>,
+    /// That token's name (its signature), under which its streams are
+    /// counted.
+    pub(crate) token_tag: Option<String>,
     /// The stream's slot under the key's `max_streams`, while it is open.
     pub(crate) lease: Option<LeaseHandle>,
 }
@@ -87,6 +90,7 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
         allow_origin,
         via_token,
         expires_ms,
+        token_tag: via_token.then(|| shared::token::tag(&key)).flatten(),
         lease: None,
     })
 }
@@ -98,7 +102,8 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
 pub(crate) async fn admit(req: &Request, env: &Env, streams: &[StreamName]) -> ApiResult<Admitted> {
     let mut admitted = authenticate(req, env).await?;
     check_scopes(env, &admitted.record, streams).await?;
-    admitted.lease = limits::admit_stream(env, &admitted.record).await?;
+    admitted.lease =
+        limits::admit_stream(env, &admitted.record, admitted.token_tag.as_deref()).await?;
     Ok(admitted)
 }
 

@@ -1,29 +1,32 @@
 //! Per-key limits and usage at the edge, against Upstash Redis.
 //!
-//! The rules and Redis commands are in `shared::limits`; this module sends
-//! them and applies the failure policy:
+//! The rules and Redis commands are in `shared::limits`, and the isolate's
+//! decisions (which leases to refresh when, what a fail-open stream
+//! becomes, which refusals to remember) in `access::ledger`; this module
+//! sends the commands and applies the failure policy:
 //! - no Upstash configured: limits are off (said once in the log by the
 //!   configuration, and by `/healthz`);
 //! - Upstash failing or slower than `LIMITS_TIMEOUT_MS`: admitted anyway
-//!   (fail open), counted, logged at most once a minute; with
-//!   `LIMITS_FAIL=closed`, 503 with `Retry-After` instead.
+//!   (fail open; at most the key's `max_streams` per isolate), counted,
+//!   logged at most once a minute; with `LIMITS_FAIL=closed`, 503 with
+//!   `Retry-After` instead. A stream let in that way is admitted for real
+//!   at the next heartbeat Upstash answers, or ends if its key is full.
 //!
 //! Stream leases: an admitted stream holds a lease in the key's sorted set.
-//! This isolate keeps the leases of its open streams in one table and
-//! refreshes all of them in one pipeline per heartbeat (driven by the
-//! streams' own timers, whichever ticks first), so Upstash sees one call per
-//! isolate per heartbeat rather than one per stream. A stream gives its
-//! lease back when it ends.
+//! This isolate keeps the leases of its open streams in one book and
+//! refreshes all of them in one pipeline (one command per key) every
+//! `LEASE_REFRESH_SECS` (driven by the streams' own timers, whichever ticks
+//! first). A stream gives its lease back when it ends.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 
 use shared::apikey::ApiKeyRecord;
 use shared::error::ErrorCode;
-use shared::limits::{self, Lease, Limits, Verdict};
+use shared::limits::{self, Lease, Limits, TokenLimit, Verdict};
 use shared::upstash::{self, Command};
 use worker::{Context, Env};
 
+use crate::access::ledger::{Book, Handle, Rate, Timing};
 use crate::access::upstash::client;
 use crate::config::LimitsConfig;
 use crate::error::{ApiError, ApiResult};
@@ -31,13 +34,7 @@ use crate::platform::{background, now_ms};
 
 /// A lease held by one open stream; give it back with [`release`].
 #[derive(Debug)]
-pub(crate) struct LeaseHandle(u64);
-
-struct Held {
-    lease: Lease,
-    /// Up to when stream seconds were counted (ms).
-    counted_ms: f64,
-}
+pub(crate) struct LeaseHandle(Handle);
 
 /// The isolate's leases and failure counters (see `crate::isolate`).
 #[derive(Default)]
@@ -45,15 +42,7 @@ pub(crate) struct Ledger(RefCell<LedgerState>);
 
 #[derive(Default)]
 struct LedgerState {
-    leases: HashMap<u64, Held>,
-    next: u64,
-    /// Refresh period (ms), from the configuration of the last admission, so
-    /// a tick with nothing to do returns before reading any configuration.
-    refresh_every_ms: f64,
-    last_refresh_ms: f64,
-    /// Start of the refresh in flight. A refresh whose request was cancelled
-    /// never clears it, so it counts only for a bounded time.
-    refreshing_since: Option<f64>,
+    book: Book,
     last_failure_log_ms: Option<f64>,
     /// Admissions let through because Upstash could not be asked.
     failed_open: u64,
@@ -63,9 +52,6 @@ struct LedgerState {
     refused: u64,
     refused_since_log: u64,
     last_refused_log_ms: Option<f64>,
-    /// Streams whose lease lapsed and could not be taken back (their key
-    /// was full by then): each ends at its next tick.
-    lost: HashSet<u64>,
 }
 
 /// Runs `f` on the isolate's ledger.
@@ -75,6 +61,16 @@ fn with<T>(f: impl FnOnce(&mut LedgerState) -> T) -> T {
 
 fn config(env: &Env) -> LimitsConfig {
     crate::config::get(env).limits.clone()
+}
+
+fn timing(config: &LimitsConfig) -> Timing {
+    Timing {
+        refresh_every_ms: config.refresh_every.as_millis() as f64,
+        retry_every_ms: config.retry_every.as_millis() as f64,
+        // A refresh still "in flight" after this long was cancelled with
+        // its request.
+        stale_ms: config.background_timeout.as_millis() as f64 * 2.0 + 1000.0,
+    }
 }
 
 /// Whether limits are on (`/healthz`).
@@ -93,13 +89,22 @@ pub(crate) struct Health {
     pub(crate) failed_open: u64,
     /// Calls Upstash refused (a wrong token, a spent quota).
     pub(crate) configuration_errors: u64,
+    /// Open streams holding a lease.
+    pub(crate) streams: usize,
+    /// Of those, the ones let in failing open and not yet counted.
+    pub(crate) uncounted: usize,
 }
 
 /// See [`Health`].
 pub(crate) fn health() -> Health {
-    with(|i| Health {
-        failed_open: i.failed_open,
-        configuration_errors: i.refused,
+    with(|i| {
+        let (streams, uncounted) = i.book.held();
+        Health {
+            failed_open: i.failed_open,
+            configuration_errors: i.refused,
+            streams,
+            uncounted,
+        }
     })
 }
 
@@ -124,7 +129,7 @@ fn misconfigured(policy: &str, err: &upstash::Error) {
     });
 }
 
-/// Upstash could not be asked: the failure policy.
+/// Upstash could not be asked: the failure policy (`Ok`: let it in).
 fn unavailable(config: &LimitsConfig, err: &upstash::Error) -> ApiResult<()> {
     let now = now_ms();
     let policy = if config.fail_closed {
@@ -134,25 +139,22 @@ fn unavailable(config: &LimitsConfig, err: &upstash::Error) -> ApiResult<()> {
     };
     if err.is_configuration() {
         misconfigured(policy, err);
+    } else {
+        with(|i| {
+            i.failures_since_log += 1;
+            let due = i
+                .last_failure_log_ms
+                .is_none_or(|last| now - last >= 60_000.0);
+            if due {
+                worker::console_error!(
+                    "limits: upstash unavailable ({err}); {} request(s) {policy} since the last report",
+                    i.failures_since_log
+                );
+                i.last_failure_log_ms = Some(now);
+                i.failures_since_log = 0;
+            }
+        });
     }
-    with(|i| {
-        i.failed_open += u64::from(!config.fail_closed);
-        if err.is_configuration() {
-            return;
-        }
-        i.failures_since_log += 1;
-        let due = i
-            .last_failure_log_ms
-            .is_none_or(|last| now - last >= 60_000.0);
-        if due {
-            worker::console_error!(
-                "limits: upstash unavailable ({err}); {} request(s) {policy} since the last report",
-                i.failures_since_log
-            );
-            i.last_failure_log_ms = Some(now);
-            i.failures_since_log = 0;
-        }
-    });
     if config.fail_closed {
         Err(ApiError::unavailable(
             "limits cannot be checked right now, retry shortly",
@@ -162,43 +164,74 @@ fn unavailable(config: &LimitsConfig, err: &upstash::Error) -> ApiResult<()> {
     }
 }
 
-fn refused(verdict: Verdict) -> ApiResult<()> {
-    let (code, message, retry_after) = match verdict {
-        Verdict::Admitted => return Ok(()),
-        Verdict::TooManyStreams { retry_after } => (
+/// 429 for a key at its stream cap.
+fn too_many_streams() -> ApiError {
+    ApiError {
+        retry_after: Some(limits::STREAMS_RETRY_AFTER_SECS),
+        ..ApiError::new(
             ErrorCode::TooManyStreams,
             "this API key has as many streams open as it may",
-            retry_after,
-        ),
-        Verdict::RateLimited { retry_after } => (
-            ErrorCode::RateLimited,
-            "this API key is over its rate limit",
-            retry_after,
-        ),
-    };
-    Err(ApiError {
-        retry_after: Some(retry_after),
-        ..ApiError::new(code, message)
-    })
+        )
+    }
 }
 
-/// Runs one admission command: its verdict, or the failure policy.
-async fn ask(config: &LimitsConfig, command: Command) -> ApiResult<bool> {
+fn rate_limited(retry_after: u32) -> ApiError {
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(
+            ErrorCode::RateLimited,
+            "this API key is over its rate limit",
+        )
+    }
+}
+
+fn refused(verdict: Verdict) -> ApiResult<()> {
+    match verdict {
+        Verdict::Admitted => Ok(()),
+        Verdict::TooManyStreams { .. } => Err(too_many_streams()),
+        Verdict::TooManyTokenStreams { retry_after } => Err(ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                ErrorCode::TooManyStreams,
+                "this token has as many streams open as one token may",
+            )
+        }),
+        Verdict::RateLimited { retry_after } => Err(rate_limited(retry_after)),
+    }
+}
+
+/// Runs one admission command for key `key_id`: `Ok(true)` admitted,
+/// `Ok(false)` not asked (limits off, or Upstash failed and the policy is
+/// open), or the refusal. A rate-limit refusal is remembered until its
+/// window ends, and answered from memory until then.
+async fn ask(config: &LimitsConfig, key_id: &str, rate: Rate, command: Command) -> ApiResult<bool> {
     let Some((url, token)) = &config.upstash else {
         return Ok(false);
     };
+    let now = now_ms();
+    if let Some(secs) = with(|i| i.book.refused(key_id, rate, now)) {
+        return Err(rate_limited(secs));
+    }
     let reply = client(url, token, config.timeout).exec(&command).await;
     match reply.and_then(|value| limits::verdict(&value)) {
-        Ok(verdict) => refused(verdict).map(|()| true),
+        Ok(verdict) => {
+            if let Verdict::RateLimited { retry_after } = verdict {
+                let until = now + f64::from(retry_after) * 1000.0;
+                with(|i| i.book.remember_refusal(key_id, rate, until, now));
+            }
+            refused(verdict).map(|()| true)
+        }
         Err(err) => unavailable(config, &err).map(|()| false),
     }
 }
 
-/// Admits a new stream of `record`'s key: `Some` lease while it is open, or
-/// `None` when limits are off or could not be asked (fail open).
+/// Admits a new stream of `record`'s key (opened with the browser token
+/// whose tag is `token`, if any): `Some` lease while it is open, or `None`
+/// when limits are off.
 pub(crate) async fn admit_stream(
     env: &Env,
     record: &ApiKeyRecord,
+    token: Option<&str>,
 ) -> ApiResult<Option<LeaseHandle>> {
     let config = config(env);
     if !is_on(&config) {
@@ -207,34 +240,37 @@ pub(crate) async fn admit_stream(
     let limits = Limits::for_key(record, config.defaults);
     let now = now_ms();
     let lease_id = lease_id();
+    let token = token.map(|tag| TokenLimit {
+        tag,
+        max_streams: config.token_max_streams,
+    });
     let command = limits::admit_stream(
         &record.id,
         &lease_id,
+        token,
         now as i64,
         config.lease_ttl.as_millis() as i64,
         limits,
     );
-    if !ask(&config, command).await? {
-        return Ok(None);
-    }
+    let confirmed = ask(&config, &record.id, Rate::Connects, command).await?;
+    let lease = Lease {
+        key_id: record.id.clone(),
+        lease: lease_id,
+        unreported_secs: 0,
+        max_streams: limits.max_streams,
+        token: token.map(|t| t.tag.to_string()),
+    };
     let handle = with(|i| {
-        i.next += 1;
-        i.refresh_every_ms = config.refresh_every.as_millis() as f64;
-        let handle = i.next;
-        i.leases.insert(
-            handle,
-            Held {
-                lease: Lease {
-                    key_id: record.id.clone(),
-                    lease: lease_id,
-                    unreported_secs: 0,
-                    max_streams: limits.max_streams,
-                },
-                counted_ms: now,
-            },
-        );
-        handle
-    });
+        if !confirmed {
+            // Let in without Upstash: at most the key's cap per isolate,
+            // and held pending until the next refresh takes it in.
+            if !i.book.may_fail_open(&record.id, limits.max_streams) {
+                return Err(too_many_streams());
+            }
+            i.failed_open += 1;
+        }
+        Ok(i.book.hold(lease, confirmed, now))
+    })?;
     Ok(Some(LeaseHandle(handle)))
 }
 
@@ -245,12 +281,11 @@ pub(crate) async fn admit_request(env: &Env, record: &ApiKeyRecord) -> ApiResult
         return Ok(());
     }
     let limits = Limits::for_key(record, config.defaults);
-    ask(
-        &config,
-        limits::admit_request(&record.id, now_ms() as i64, limits),
-    )
-    .await
-    .map(|_| ())
+    let command = limits::admit_request(&record.id, now_ms() as i64, limits);
+    if !ask(&config, &record.id, Rate::Requests, command).await? {
+        with(|i| i.failed_open += 1);
+    }
+    Ok(())
 }
 
 /// A lease id unique across isolates: random, as key ids are.
@@ -258,125 +293,85 @@ fn lease_id() -> String {
     let mut bytes = [0u8; 12];
     if crate::platform::random_bytes(&mut bytes).is_err() {
         // Without randomness, time and a counter still tell streams apart here.
-        return format!("t{}-{}", now_ms(), with(|i| i.next));
+        return format!("t{}-{}", now_ms(), js_sys::Math::random().to_bits());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Moves whole seconds streamed since last counted into `unreported_secs`.
-fn take_seconds(held: &mut Held, now: f64) -> Lease {
-    let secs = ((now - held.counted_ms) / 1000.0).floor().max(0.0);
-    held.counted_ms += secs * 1000.0;
-    let mut lease = held.lease.clone();
-    lease.unreported_secs = secs as u64;
-    lease
-}
-
-/// Called by every open stream's timer: once per heartbeat (whichever
-/// stream's timer comes first), extends every lease of this isolate and
-/// counts their stream seconds, in one pipeline.
+/// Called by every open stream's timer: when the book says a refresh is
+/// due (whichever stream's timer comes first), extends every lease of this
+/// isolate, takes in the ones let in failing open, and counts their stream
+/// seconds, in one pipeline.
 pub(crate) fn tick(env: &Env, ctx: &Context) {
     let now = now_ms();
-    let due =
-        with(|i| !i.leases.is_empty() && now - i.last_refresh_ms >= i.refresh_every_ms - 50.0);
-    if !due {
-        return;
-    }
-    let config = config(env);
-    let Some((url, token)) = config.upstash.clone() else {
+    let all = crate::config::get(env);
+    let config = &all.limits;
+    let Some((url, token)) = &config.upstash else {
         return;
     };
-    let every = config.refresh_every.as_millis() as f64;
-    // A refresh still "in flight" after this long was cancelled with its request.
-    let stale = config.background_timeout.as_millis() as f64 * 2.0 + 1000.0;
-    let leases: Vec<Lease> = with(|i| {
-        let busy = i.refreshing_since.is_some_and(|since| now - since < stale);
-        if busy || i.leases.is_empty() || now - i.last_refresh_ms < every - 50.0 {
-            return Vec::new();
-        }
-        i.refreshing_since = Some(now);
-        i.last_refresh_ms = now;
-        i.leases
-            .values_mut()
-            .map(|h| take_seconds(h, now))
-            .collect()
-    });
-    if leases.is_empty() {
+    let Some(leases) = with(|i| i.book.begin_refresh(now, timing(config))) else {
         return;
-    }
+    };
     let commands = limits::refresh(&leases, now as i64, config.lease_ttl.as_millis() as i64);
+    let (url, token, timeout) = (url.clone(), token.clone(), config.background_timeout);
     background::after_response(ctx, async move {
-        let result = client(&url, &token, config.background_timeout)
-            .pipeline(&commands)
-            .await;
-        with(|i| i.refreshing_since = None);
-        match result {
-            Ok(replies) => {
-                let lost: Vec<String> = replies
-                    .iter()
-                    .filter_map(|reply| reply.as_ref().ok().and_then(limits::lost_leases))
-                    .flatten()
-                    .collect();
-                if !lost.is_empty() {
-                    lose(&lost);
-                }
+        let result = client(&url, &token, timeout).pipeline(&commands).await;
+        let lost: Result<Vec<String>, ()> = match result {
+            Ok(replies) => Ok(replies
+                .iter()
+                .filter_map(|reply| reply.as_ref().ok().and_then(limits::lost_leases))
+                .flatten()
+                .collect()),
+            Err(err) => {
+                worker::console_error!("limits: lease refresh failed: {err}");
+                Err(())
             }
-            Err(err) => worker::console_error!("limits: lease refresh failed: {err}"),
+        };
+        let again = with(|i| i.book.end_refresh(lost.as_deref().map_err(|_| ())));
+        if let Ok(lost) = &lost
+            && !lost.is_empty()
+        {
+            worker::console_warn!(
+                "limits: {} stream(s) could not be counted (their key is full): they end",
+                lost.len()
+            );
+        }
+        for lease in again {
+            give_back(&url, &token, timeout, lease, now).await;
         }
     });
 }
 
-/// Leases that lapsed (a refresh failed) and found their key full when
-/// taken back: their streams end at their next tick, and reconnect to the
-/// key's usual answer (a 429 while it stays full).
-fn lose(lost: &[String]) {
-    with(|i| {
-        let handles: Vec<u64> = i
-            .leases
-            .iter()
-            .filter(|(_, held)| lost.contains(&held.lease.lease))
-            .map(|(handle, _)| *handle)
-            .collect();
-        for handle in handles {
-            i.leases.remove(&handle);
-            i.lost.insert(handle);
-        }
-    });
-    worker::console_warn!(
-        "limits: {} stream(s) lost their slot (it lapsed, and the key is full): they end",
-        lost.len()
-    );
-}
-
-/// Whether the stream holding `handle` lost its slot (see [`lose`]).
+/// Whether the stream holding `handle` lost its slot: its lease lapsed or
+/// it was let in failing open, and its key was full when the next refresh
+/// tried to count it. Its stream ends and reconnects to the key's usual
+/// answer (a 429 while it stays full).
 pub(crate) fn lost(handle: &LeaseHandle) -> bool {
-    with(|i| i.lost.contains(&handle.0))
+    with(|i| i.book.is_lost(handle.0))
 }
 
 /// Gives a stream's lease back as it ends and counts its last seconds.
 pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
     let now = now_ms();
-    let Some(lease) = with(|i| {
-        i.lost.remove(&handle.0);
-        let mut held = i.leases.remove(&handle.0)?;
-        Some(take_seconds(&mut held, now))
-    }) else {
+    let Some(lease) = with(|i| i.book.release(handle.0, now)) else {
         return;
     };
     let config = config(env);
     let Some((url, token)) = config.upstash.clone() else {
         return;
     };
-    let commands = limits::release(&lease, now as i64);
     background::after_response(ctx, async move {
-        if let Err(err) = client(&url, &token, config.background_timeout)
-            .pipeline(&commands)
-            .await
-        {
-            // The lease lapses by itself within three heartbeats.
-            worker::console_error!("limits: releasing a stream slot failed: {err}");
-        }
+        give_back(&url, &token, config.background_timeout, lease, now).await;
     });
+}
+
+/// Removes `lease` from its key's sets and counts its last seconds.
+async fn give_back(url: &str, token: &str, timeout: std::time::Duration, lease: Lease, now: f64) {
+    let command = limits::release(&lease, now as i64);
+    if let Err(err) = client(url, token, timeout).exec(&command).await {
+        // The lease lapses by itself within its TTL.
+        worker::console_error!("limits: releasing a stream slot failed: {err}");
+    }
 }
 
 /// `GET /admin/keys/:id/usage?days=N`: the key's usage per UTC day, newest first.

@@ -41,7 +41,10 @@ fn defaults_hold_when_nothing_is_set() {
     assert!(!config.limits.fail_closed);
     assert!(config.limits.upstash.is_none());
     assert!(!config.faults.allowed);
-    assert_eq!(config.limits.lease_ttl, Duration::from_secs(45));
+    assert_eq!(config.limits.refresh_every, Duration::from_secs(60));
+    assert_eq!(config.limits.lease_ttl, Duration::from_secs(180));
+    assert_eq!(config.limits.retry_every, Duration::from_secs(15));
+    assert_eq!(config.limits.token_max_streams, 3);
 }
 
 #[test]

@@ -102,11 +102,15 @@ pub(crate) async fn mint(mut req: Request, env: Env) -> ApiResult<Response> {
     }
     let now = now_ms() as i64;
     let expires = now / 1000 + i64::try_from(ttl).unwrap_or(600);
+    let mut nonce = [0u8; 8];
+    crate::platform::random_bytes(&mut nonce)
+        .map_err(|_| ApiError::unavailable("no randomness to mint a token with"))?;
     let claims = Claims {
         key_id: parent.id.clone(),
         games: input.games,
         types: input.types,
         expires,
+        nonce: Some(nonce.iter().map(|b| format!("{b:02x}")).collect()),
     };
     let token = token::sign(secret.as_bytes(), &claims).map_err(|e| match e {
         // The claims would make a token longer than `verify` accepts.

@@ -219,6 +219,18 @@ impl Edge {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Makes the games `(slug, type)` known to the edge, as their first
+    /// round does (a stream of a game or type nobody stored a round of is
+    /// `404`): stores round 0 of each, below every id a test uses.
+    pub async fn seed(&self, games: &[(&str, &str)]) -> anyhow::Result<()> {
+        let rounds: Vec<Round> = games
+            .iter()
+            .map(|(slug, game_type)| round(0, slug, game_type))
+            .collect();
+        self.store(events(shared::EventKind::New, &rounds)).await?;
+        Ok(())
+    }
+
     /// An admin call; returns status and JSON body (`null` if empty).
     pub async fn admin(
         &self,

@@ -163,11 +163,34 @@ async fn unknown_games_are_404_and_create_no_object() {
             );
         }
     }
-    // A known game still answers.
+    // Streams too: a game, a type or a multiplexed member nobody stored a
+    // round of is 404, and no object is made for it.
+    for i in 0..20 {
+        for path in [
+            format!("/sse/made-up-{i}"),
+            format!("/sse/type/made-up-{i}"),
+            format!("/sse?games=crash,made-up-{i}"),
+            format!("/sse?games=crash&types=made-up-{i}"),
+        ] {
+            let (status, body) = edge.get(&path, &key).await.unwrap();
+            assert_eq!(status, 404, "{path}: {body}");
+            assert!(
+                body.starts_with(r#"{"error":{"code":"not_found","message":"unknown game"#),
+                "{path}: {body}"
+            );
+        }
+    }
+    // A known game and type still answer (their objects exist since the
+    // round was stored).
     assert_eq!(
         edge.get("/api/games/crash/latest", &key).await.unwrap().0,
         200
     );
+    let mut known = edge
+        .sse(&format!("/sse/type/multiplier?api_key={key}"))
+        .await
+        .unwrap();
+    known.read_frames(2, TIMEOUT).await.unwrap();
     assert_eq!(stream_objects_on_disk(state.path()), before);
 }
 
@@ -175,12 +198,13 @@ async fn unknown_games_are_404_and_create_no_object() {
 async fn replays_older_than_the_history_and_stale_updates_change_nothing() {
     // (A correction of a round older than the history is still sent, once.)
     let edge = Edge::start(&[("HISTORY_LIMIT", "3")]).await.unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let mut client = edge
         .sse(&format!("/sse/crash?api_key={key}"))
         .await
         .unwrap();
-    client.read_frames(1, TIMEOUT).await.unwrap();
+    client.read_frames(2, TIMEOUT).await.unwrap();
 
     let rounds: Vec<_> = (1..=5).map(|id| round(id, "crash", "multiplier")).collect();
     edge.store(events(New, &rounds)).await.unwrap();
@@ -235,8 +259,11 @@ async fn replays_older_than_the_history_and_stale_updates_change_nothing() {
         .await
         .unwrap();
 
-    client.read_frames(9, TIMEOUT).await.unwrap();
-    let mut expected = vec!["retry: 3000\n\n".to_string()];
+    client.read_frames(10, TIMEOUT).await.unwrap();
+    let mut expected = vec![
+        "retry: 3000\n\n".to_string(),
+        frame("initial", &round(0, "crash", "multiplier")),
+    ];
     expected.extend(rounds.iter().map(|r| frame("message", r)));
     expected.push(frame_at("update", "5.1", &old_update));
     expected.push(frame_at("update", "5.2", &newer));

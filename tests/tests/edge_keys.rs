@@ -159,6 +159,9 @@ async fn scopes_limit_games_and_types() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origins_and_cors() {
     let edge = Edge::start(&[]).await.unwrap();
+    edge.seed(&[("crash", "multiplier"), ("dice", "dice")])
+        .await
+        .unwrap();
     let (key, _) = edge
         .create_key(json!({"name": "site", "origins": ["https://good.example"]}))
         .await
@@ -233,6 +236,7 @@ async fn revocation_and_expiry_end_open_streams() {
     let edge = Edge::start(&[("KEY_RECHECK_SECS", "1"), ("KEY_CACHE_SECS", "1")])
         .await
         .unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let (key, id) = edge.create_key(json!({"name": "to revoke"})).await.unwrap();
     let mut revoked = edge
         .sse(&format!("/sse/crash?api_key={key}"))

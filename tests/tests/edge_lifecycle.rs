@@ -24,6 +24,7 @@ async fn a_leaving_client_releases_its_socket_and_a_closing_object_ends_streams(
     let edge = Edge::start(&[("HEARTBEAT_SECS", "2"), ("FEED_GROUP", "1")])
         .await
         .unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let mut a = edge
         .sse(&format!("/sse/crash?api_key={key}"))
@@ -33,8 +34,8 @@ async fn a_leaving_client_releases_its_socket_and_a_closing_object_ends_streams(
         .sse(&format!("/sse/crash?api_key={key}"))
         .await
         .unwrap();
-    a.read_frames(1, TIMEOUT).await.unwrap();
-    b.read_frames(1, TIMEOUT).await.unwrap();
+    a.read_frames(2, TIMEOUT).await.unwrap();
+    b.read_frames(2, TIMEOUT).await.unwrap();
     assert_eq!(sockets(&edge, "crash").await, Some(2));
 
     drop(a);
@@ -55,7 +56,13 @@ async fn a_leaving_client_releases_its_socket_and_a_closing_object_ends_streams(
         .unwrap();
     assert_eq!((status, body["closed"].as_u64()), (200, Some(1)));
     b.read_to_end(TIMEOUT).await.expect("stream ends");
-    assert_eq!(b.frames().concat(), "retry: 3000\n\n");
+    assert_eq!(
+        b.frames().concat(),
+        format!(
+            "retry: 3000\n\n{}",
+            frame("initial", &round(0, "crash", "multiplier"))
+        )
+    );
     wait_for("no socket left", TIMEOUT, || async {
         (sockets(&edge, "crash").await == Some(0)).then_some(())
     })
@@ -66,6 +73,7 @@ async fn a_leaving_client_releases_its_socket_and_a_closing_object_ends_streams(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hibernated_object_is_rebuilt_and_its_clients_keep_receiving() {
     let edge = Edge::start(&[]).await.unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let mut client = edge
         .sse(&format!("/sse/crash?api_key={key}"))
@@ -103,7 +111,11 @@ async fn a_hibernated_object_is_rebuilt_and_its_clients_keep_receiving() {
     client.read_until("event: message", TIMEOUT).await.unwrap();
     assert_eq!(
         client.frames().concat(),
-        format!("retry: 3000\n\n{}", frame("message", &r1))
+        format!(
+            "retry: 3000\n\n{}{}",
+            frame("initial", &round(0, "crash", "multiplier")),
+            frame("message", &r1)
+        )
     );
 }
 
@@ -115,6 +127,7 @@ async fn a_client_that_does_not_read_is_cut_off() {
     let edge = Edge::start(&[("MAX_QUEUED_BYTES", "262144"), ("HISTORY_LIMIT", "10")])
         .await
         .unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let mut stalled = edge
         .sse(&format!("/sse/crash?api_key={key}"))

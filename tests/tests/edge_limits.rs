@@ -52,7 +52,7 @@ impl Limited {
             all.push(("LIMITS_TIMEOUT_MS", "30000"));
         }
         all.extend_from_slice(vars);
-        let edge = Edge::start(&all).await.unwrap();
+        let edge = knowing(&all).await;
         Self {
             edge,
             upstash,
@@ -98,6 +98,16 @@ impl Limited {
         assert_eq!(status, 200, "{body}");
         body["usage"][0].clone()
     }
+}
+
+/// The games these tests stream.
+const GAMES: &[(&str, &str)] = &[("crash", "multiplier"), ("dice", "dice")];
+
+/// A Worker with `vars` that knows [`GAMES`].
+async fn knowing(vars: &[(&str, &str)]) -> Edge {
+    let edge = Edge::start(vars).await.unwrap();
+    edge.seed(GAMES).await.unwrap();
+    edge
 }
 
 /// Status, `Retry-After` and body of a GET.
@@ -340,13 +350,12 @@ async fn an_unreachable_or_slow_endpoint_fails_open_and_closed_on_request() {
     assert_eq!(seen["configuration_errors"], 0, "slowness is not a refusal");
 
     // LIMITS_FAIL=closed: 503 with Retry-After instead.
-    let closed = Edge::start(&[
+    let closed = knowing(&[
         ("UPSTASH_REDIS_REST_URL", limited.upstash.url.as_str()),
         ("UPSTASH_REDIS_REST_TOKEN", "test-upstash-token"),
         ("LIMITS_FAIL", "closed"),
     ])
-    .await
-    .unwrap();
+    .await;
     let (key, _) = closed.create_key(json!({"name": "c"})).await.unwrap();
     for path in [
         format!("/sse/crash?api_key={key}"),
@@ -364,7 +373,7 @@ async fn an_unreachable_or_slow_endpoint_fails_open_and_closed_on_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_upstash_limits_are_off() {
-    let edge = Edge::start(&[]).await.unwrap();
+    let edge = knowing(&[]).await;
     assert_eq!(
         get(&edge, "/healthz").await.2,
         json!({"status": "ok", "limits": "off", "config": "ok"})
@@ -553,9 +562,7 @@ async fn a_lapsed_lease_is_taken_back_or_its_stream_ends() {
 /// a new one and resumes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_ends_when_its_token_expires() {
-    let edge = Edge::start(&[("KEY_RECHECK_SECS", "1"), ("HEARTBEAT_SECS", "1")])
-        .await
-        .unwrap();
+    let edge = knowing(&[("KEY_RECHECK_SECS", "1"), ("HEARTBEAT_SECS", "1")]).await;
     let key = edge.open_key().await.unwrap();
     let (status, minted) = edge.mint(&key, json!({"ttl": 10})).await.unwrap();
     assert_eq!(status, 201, "{minted}");
@@ -574,15 +581,14 @@ async fn a_stream_ends_when_its_token_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_upstash_token_is_a_configuration_error() {
     let limited = Limited::start(&[]).await;
-    let edge = Edge::start(&[
+    let edge = knowing(&[
         ("UPSTASH_REDIS_REST_URL", limited.upstash.url.as_str()),
         (
             "UPSTASH_REDIS_REST_TOKEN",
             "a-rotated-token-that-upstash-refuses",
         ),
     ])
-    .await
-    .unwrap();
+    .await;
     let (key, _) = edge.create_key(json!({"name": "k"})).await.unwrap();
     let _a = stream(&edge, &format!("/sse/crash?api_key={key}")).await;
     let _b = stream(&edge, &format!("/sse/dice?api_key={key}")).await;

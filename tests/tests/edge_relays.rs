@@ -297,10 +297,11 @@ async fn a_hibernated_relay_is_rebuilt_and_its_clients_keep_receiving() {
     let edge = Edge::start(&[("RELAY_CAPACITY", "1"), ONE_SOCKET_EACH])
         .await
         .unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let path = format!("/sse/crash?api_key={key}");
-    // One client on the object, one on a relay; no round yet.
-    let clients = open(&edge, &path, None, 2, 1).await;
+    // One client on the object, one on a relay; only the seed round yet.
+    let clients = open(&edge, &path, None, 2, 2).await;
     let relay_instance = || async {
         let stats = edge.stats("game", "crash").await.unwrap();
         stats["relays"][0]["instance"].as_str().unwrap().to_string()
@@ -334,7 +335,11 @@ async fn a_hibernated_relay_is_rebuilt_and_its_clients_keep_receiving() {
         // Heartbeats came while the relay slept: frames only.
         assert_eq!(
             client.frames().concat(),
-            format!("{RETRY}{}", frame("message", &r1))
+            format!(
+                "{RETRY}{}{}",
+                frame("initial", &round(0, "crash", "multiplier")),
+                frame("message", &r1)
+            )
         );
     }
 }

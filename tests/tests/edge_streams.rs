@@ -94,9 +94,10 @@ async fn an_id_older_than_the_history_gets_reset_then_initial() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_batch_stores_and_sends_nothing_twice() {
     let edge = Edge::start(&[]).await.unwrap();
+    edge.seed(&[("dice", "dice")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let mut client = edge.sse(&format!("/sse/dice?api_key={key}")).await.unwrap();
-    client.read_frames(1, TIMEOUT).await.unwrap();
+    client.read_frames(2, TIMEOUT).await.unwrap();
     let rounds: Vec<_> = (1..=3).map(|id| round(id, "dice", "dice")).collect();
     assert_eq!(
         edge.store(events(New, &rounds[..2])).await.unwrap(),
@@ -110,11 +111,12 @@ async fn a_replayed_batch_stores_and_sends_nothing_twice() {
         edge.store(events(New, &rounds)).await.unwrap(),
         json!({"stored": 1, "duplicates": 2})
     );
-    client.read_frames(4, TIMEOUT).await.unwrap();
+    client.read_frames(5, TIMEOUT).await.unwrap();
     assert_eq!(
         client.text(),
         format!(
-            "{RETRY}{}{}{}",
+            "{RETRY}{}{}{}{}",
+            frame("initial", &round(0, "dice", "dice")),
             frame("message", &rounds[0]),
             frame("message", &rounds[1]),
             frame("message", &rounds[2])
@@ -125,12 +127,13 @@ async fn a_replayed_batch_stores_and_sends_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfills_are_stored_silently_and_updates_sent_only_when_changed() {
     let edge = Edge::start(&[]).await.unwrap();
+    edge.seed(&[("wheel", "wheel")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let mut live = edge
         .sse(&format!("/sse/wheel?api_key={key}"))
         .await
         .unwrap();
-    live.read_frames(1, TIMEOUT).await.unwrap();
+    live.read_frames(2, TIMEOUT).await.unwrap();
 
     // Snapshot rows: stored, the newest becomes latest, nothing is broadcast.
     let r10 = round(10, "wheel", "wheel");
@@ -161,11 +164,12 @@ async fn backfills_are_stored_silently_and_updates_sent_only_when_changed() {
     edge.store(events(New, std::slice::from_ref(&r11)))
         .await
         .unwrap();
-    live.read_frames(3, TIMEOUT).await.unwrap();
+    live.read_frames(4, TIMEOUT).await.unwrap();
     assert_eq!(
         live.text(),
         format!(
-            "{RETRY}{}{}",
+            "{RETRY}{}{}{}",
+            frame("initial", &round(0, "wheel", "wheel")),
             // The stream's newest round (by arrival) was 5, and this is its
             // first update.
             frame_at("update", "5.1", &corrected),
@@ -177,10 +181,11 @@ async fn backfills_are_stored_silently_and_updates_sent_only_when_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_after_an_update_misses_and_repeats_nothing() {
     let edge = Edge::start(&[]).await.unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let path = format!("/sse/crash?api_key={key}");
     let mut a = edge.sse(&path).await.unwrap();
-    a.read_frames(1, TIMEOUT).await.unwrap();
+    a.read_frames(2, TIMEOUT).await.unwrap();
     let r1 = round(1, "crash", "multiplier");
     let r2 = round(2, "crash", "multiplier");
     edge.store(events(New, &[r1.clone(), r2.clone()]))
@@ -192,12 +197,13 @@ async fn a_resume_after_an_update_misses_and_repeats_nothing() {
     edge.store(events(Update, std::slice::from_ref(&r1b)))
         .await
         .unwrap();
-    a.read_frames(4, TIMEOUT).await.unwrap();
+    a.read_frames(5, TIMEOUT).await.unwrap();
     let update_id = "2.1";
     assert_eq!(
         a.text(),
         format!(
-            "{RETRY}{}{}{}",
+            "{RETRY}{}{}{}{}",
+            frame("initial", &round(0, "crash", "multiplier")),
             frame("message", &r1),
             frame("message", &r2),
             frame_at("update", update_id, &r1b)
@@ -251,6 +257,7 @@ async fn a_resume_after_an_update_misses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn type_streams_and_multiplexed_streams() {
     let edge = Edge::start(&[]).await.unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
 
     // Every game of a type, on one stream.
@@ -258,18 +265,19 @@ async fn type_streams_and_multiplexed_streams() {
         .sse(&format!("/sse/type/multiplier?api_key={key}"))
         .await
         .unwrap();
-    by_type.read_frames(1, TIMEOUT).await.unwrap();
+    by_type.read_frames(2, TIMEOUT).await.unwrap();
     let crash = round(1, "crash", "multiplier");
     let dice = round(2, "dice", "dice");
     let aviator = round(3, "aviator", "multiplier");
     edge.store(events(New, &[crash.clone(), dice.clone(), aviator.clone()]))
         .await
         .unwrap();
-    by_type.read_frames(3, TIMEOUT).await.unwrap();
+    by_type.read_frames(4, TIMEOUT).await.unwrap();
     assert_eq!(
         by_type.text(),
         format!(
-            "{RETRY}{}{}",
+            "{RETRY}{}{}{}",
+            frame("initial", &round(0, "crash", "multiplier")),
             frame("message", &crash),
             frame("message", &aviator)
         )

@@ -149,53 +149,65 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
         r#"{"status":"ok","limits":"on","config":"ok"}"#
     );
 
-    // A client connects before the round exists: `retry:` only, no `initial`
-    // (had the bogus round been stored, an `initial` for 999 would come first).
-    let mut early = SseClient::connect(&http, &stream_url)
+    // A client connecting before any round of the game was stored (and the
+    // bogus round was not): the game is unknown, 404 as on REST.
+    let unknown = SseClient::connect(&http, &stream_url)
         .await
         .expect("request")
-        .expect("accepted");
+        .err()
+        .expect("refused");
     assert_eq!(
-        early.header("content-type").as_deref(),
-        Some("text/event-stream")
+        (unknown.status, unknown.body.as_str()),
+        (
+            404,
+            r#"{"error":{"code":"not_found","message":"unknown game crash-classic: no round of it was stored yet"}}"#
+        )
     );
-    assert_eq!(
-        early.header("cache-control").as_deref(),
-        Some("no-cache, no-transform")
-    );
-    assert_eq!(early.header("x-accel-buffering").as_deref(), Some("no"));
-    early
-        .read_frames(1, FRAME_TIMEOUT)
-        .await
-        .expect("retry frame");
-    assert_eq!(early.received, b"retry: 3000\n\n");
 
-    // The real Debezium insert goes through NATS and ingest to the client.
+    // The real Debezium insert goes through NATS and ingest to the edge; a
+    // client then gets the stored round as `initial`.
     let insert = fixtures::read("debezium/rounds-insert.json").expect("fixture");
     stack
         .publish(&format!("{PREFIX}.public.rounds"), insert)
         .await
         .expect("published");
-    early
-        .read_frames(2, FRAME_TIMEOUT)
-        .await
-        .expect("message frame");
+    let mut live = wait_for("the game to be known", FRAME_TIMEOUT, || async {
+        SseClient::connect(&http, &stream_url).await.ok()?.ok()
+    })
+    .await
+    .expect("the stream opens once its first round is stored");
     assert_eq!(
-        String::from_utf8_lossy(&early.received),
-        format!("retry: 3000\n\nid: 3\nevent: message\ndata: {ROUND_JSON}\n\n")
+        live.header("content-type").as_deref(),
+        Some("text/event-stream")
     );
-
-    // A late joiner gets the stored round as `initial`.
-    let mut late = SseClient::connect(&http, &stream_url)
-        .await
-        .expect("request")
-        .expect("accepted");
-    late.read_frames(2, FRAME_TIMEOUT)
+    assert_eq!(
+        live.header("cache-control").as_deref(),
+        Some("no-cache, no-transform")
+    );
+    assert_eq!(live.header("x-accel-buffering").as_deref(), Some("no"));
+    live.read_frames(2, FRAME_TIMEOUT)
         .await
         .expect("initial frame");
     assert_eq!(
-        String::from_utf8_lossy(&late.received),
+        String::from_utf8_lossy(&live.received),
         format!("retry: 3000\n\nid: 3\nevent: initial\ndata: {ROUND_JSON}\n\n")
+    );
+
+    // The real Debezium update reaches the open stream as `update`.
+    let update = fixtures::read("debezium/rounds-update.json").expect("fixture");
+    stack
+        .publish(&format!("{PREFIX}.public.rounds"), update)
+        .await
+        .expect("published");
+    live.read_frames(3, FRAME_TIMEOUT)
+        .await
+        .expect("update frame");
+    let text = String::from_utf8_lossy(&live.received).into_owned();
+    let last = text.rsplit("\n\n").nth(1).unwrap_or_default();
+    assert!(
+        last.starts_with("id: 3.1\nevent: update\ndata: {\"round_id\":3,")
+            && last.contains(r#"\"settled\": true"#),
+        "{text}"
     );
 
     // ingest acknowledged the message once the edge had stored it.
@@ -227,8 +239,7 @@ async fn a_debezium_insert_reaches_an_sse_client_and_strangers_are_refused() {
         stack.edge.worker.proc.id(),
         stack.nats.proc.id(),
     ];
-    drop(early);
-    drop(late);
+    drop(live);
     drop(stack);
     for group in groups {
         wait_for(

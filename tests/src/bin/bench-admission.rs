@@ -117,6 +117,7 @@ async fn run() -> anyhow::Result<()> {
         .create_key(serde_json::json!({"name": "bench"}))
         .await?
         .0;
+    off.seed(&[("crash", "multiplier")]).await?;
     let path = format!("/sse/crash?api_key={key}");
     connects(&off, &path, warmup).await?;
     let limits_off = connects(&off, &path, n).await?;
@@ -135,9 +136,13 @@ async fn run() -> anyhow::Result<()> {
         &[
             ("UPSTASH_REDIS_REST_URL", upstash.url.clone()),
             ("UPSTASH_REDIS_REST_TOKEN", UPSTASH_TOKEN.to_string()),
+            // One token opens every connect here, one after another; a
+            // closed stream's slot comes back only when the Worker notices.
+            ("TOKEN_MAX_STREAMS", "0".to_string()),
         ],
     )
     .await?;
+    on.seed(&[("crash", "multiplier")]).await?;
     let key = on
         .create_key(serde_json::json!({"name": "bench", "max_streams": 1_000_000}))
         .await?
@@ -171,7 +176,7 @@ async fn run() -> anyhow::Result<()> {
     row("limits on (browser token)", &with_token);
     println!();
     println!(
-        "Upstash calls per admission: {:.2} (EVAL scripts run by Redis: {evals} for {n} connects)",
+        "Upstash calls per connect, admission and release: {:.2} (EVAL scripts run by Redis: {evals} for {n} connects)",
         evals as f64 / n as f64
     );
     Ok(())

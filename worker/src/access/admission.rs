@@ -95,13 +95,17 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
     })
 }
 
-/// Authenticates, checks that the key may read every one of `streams`, and
-/// takes a slot under its stream limits.
+/// Authenticates, checks that the key may read every one of `streams` and
+/// that each is known (404 otherwise, so no request makes an object for a
+/// made-up name), and takes a slot under its stream limits.
 ///
 /// This is the one place a stream is admitted.
 pub(crate) async fn admit(req: &Request, env: &Env, streams: &[StreamName]) -> ApiResult<Admitted> {
     let mut admitted = authenticate(req, env).await?;
     check_scopes(env, &admitted.record, streams).await?;
+    for stream in streams {
+        check_known(env, stream).await?;
+    }
     admitted.lease =
         limits::admit_stream(env, &admitted.record, admitted.token_tag.as_deref()).await?;
     Ok(admitted)
@@ -118,6 +122,27 @@ pub(crate) async fn admit_request(
     check_scopes(env, &admitted.record, streams).await?;
     limits::admit_request(env, &admitted.record).await?;
     Ok(admitted)
+}
+
+/// 404 unless the directory knows `stream`. When the directory cannot be
+/// asked, streams stay available: the stream is let through (its object
+/// answers it as for any known name), and the outage is logged.
+async fn check_known(env: &Env, stream: &StreamName) -> ApiResult<()> {
+    match directory::knows(env, stream).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::not_found(match stream {
+            StreamName::Game(slug) => format!("unknown game {slug}: no round of it was stored yet"),
+            StreamName::Type(t) => {
+                format!("unknown game type {t}: no round of a game of that type was stored yet")
+            }
+        })),
+        Err(err) => {
+            worker::console_error!(
+                "admission: the games directory cannot be asked ({err}); stream {stream} let through"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// 403 unless `record` may read every one of `streams` (the directory is

@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 
 use serde::Deserialize;
+use shared::cursor::StreamName;
 use worker::{DurableObject, Env, Request, Response, Result, State, durable_object};
 
 use crate::error;
@@ -199,13 +200,30 @@ pub(crate) async fn games_for_admission(env: &Env) -> error::Result<Vec<GameEntr
 /// than the isolate's copy is looked up in the directory itself, at most
 /// once per `MISS_REREAD_MS`.
 pub(crate) async fn find_game(env: &Env, slug: &str) -> error::Result<Option<GameEntry>> {
-    let find = |games: Vec<GameEntry>| games.into_iter().find(|g| g.slug == slug);
-    if let Some(game) = find(games_for_admission(env).await?) {
+    find(env, |g| g.slug == slug).await
+}
+
+/// Whether `stream` names something the directory knows: a game some round
+/// of which was stored, or a type such a game has. Looked up as
+/// [`find_game`] is.
+pub(crate) async fn knows(env: &Env, stream: &StreamName) -> error::Result<bool> {
+    let found = match stream {
+        StreamName::Game(slug) => find(env, |g| g.slug == *slug).await?,
+        StreamName::Type(t) => find(env, |g| g.game_type == *t).await?,
+    };
+    Ok(found.is_some())
+}
+
+/// The first game `matches` picks, from a recent copy or, when that has
+/// none, from the directory (at most once per `MISS_REREAD_MS`).
+async fn find(env: &Env, matches: impl Fn(&GameEntry) -> bool) -> error::Result<Option<GameEntry>> {
+    let pick = |games: Vec<GameEntry>| games.into_iter().find(|g| matches(g));
+    if let Some(game) = pick(games_for_admission(env).await?) {
         return Ok(Some(game));
     }
     let now = now_ms();
     match copy_if(now, MISS_REREAD_MS) {
-        Some(games) => Ok(find(games)),
-        None => Ok(find(reread(env, now).await?)),
+        Some(games) => Ok(pick(games)),
+        None => Ok(pick(reread(env, now).await?)),
     }
 }

@@ -42,12 +42,10 @@ pub(crate) async fn games(req: Request, env: Env) -> ApiResult<Response> {
 /// 404 for a game no round was ever stored of, answered from the
 /// directory without building (and so creating) the game's object.
 async fn known_game(env: &Env, stream: &StreamName) -> ApiResult<()> {
-    let StreamName::Game(slug) = stream else {
-        return Ok(());
-    };
-    match directory::find_game(env, slug).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found("unknown game")),
+    if directory::knows(env, stream).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("unknown game"))
     }
 }
 

@@ -15,6 +15,9 @@
 // Other knobs: BENCH_SIDES=ours,node  BENCH_GAP_MS=200  BENCH_CONNECT_WAVE=250
 //   BENCH_HEAP=0 (no inspector, no heap split)  BENCH_WORKER_DIR=<build>
 //   BENCH_RELAY_CAPACITY=<n>  BENCH_QUERY=&… (appended to OURS' SSE URL)
+//   BENCH_MULTIPLEXED=1 (OURS' clients open /sse?games=crash: a multiplexed
+//   stream of one member, whose frames the Worker rewrites)
+//   BENCH_EXTRAS_BYTES=<n> (pads each round's extras to about n bytes)
 import { startWorker, versions, workerDir } from "./miniflare.mjs";
 import { cpuTicks, fdCount, fdLimit, quantile, rssKb, workerdPids } from "./proc.mjs";
 import { Redis } from "ioredis";
@@ -41,6 +44,8 @@ const REDIS_SERVER = process.env.REDIS_SERVER || "redis-server";
 const ROUND_TIMEOUT_MS = 15000;
 const STARTUP_TIMEOUT_MS = 60000;
 const GAME = "crash";
+const MULTIPLEXED = process.env.BENCH_MULTIPLEXED === "1";
+const PAD = "x".repeat(Number(process.env.BENCH_EXTRAS_BYTES || 0));
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
 
 for (const side of SIDES) {
@@ -231,7 +236,7 @@ function makeRound(roundId) {
     game_slug: GAME,
     game_type: "multiplier",
     finished_at: new Date().toISOString(),
-    extras: JSON.stringify({ point: (1 + Math.random() * 10).toFixed(2) }),
+    extras: JSON.stringify({ point: (1 + Math.random() * 10).toFixed(2), ...(PAD && { pad: PAD }) }),
     timestamp: Date.now(),
   };
 }
@@ -262,6 +267,7 @@ async function startOurs() {
   return {
     url,
     query: `?api_key=${key}${process.env.BENCH_QUERY || ""}`,
+    multiplexable: true,
     pids: workerdPids,
     async send(round, stamp) {
       const body = JSON.stringify({ events: [{ kind: "new", round }] });
@@ -334,7 +340,10 @@ function connect(target, agent, onRound) {
     const started = performance.now();
     let settled = false;
     let buffer = "";
-    const req = http.get(`${target.url}/sse/${GAME}${target.query}`, { agent }, (res) => {
+    const path = target.multiplexable && MULTIPLEXED
+      ? `/sse?games=${GAME}&${target.query.slice(1)}`
+      : `/sse/${GAME}${target.query}`;
+    const req = http.get(`${target.url}${path}`, { agent }, (res) => {
       if (res.statusCode !== 200) {
         settled = true;
         res.resume();
@@ -353,7 +362,7 @@ function connect(target, agent, onRound) {
           const frame = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
           if (frame.includes("event: message")) {
-            const m = frame.match(/^id: (\d+)/m);
+            const m = frame.match(/^id: (?:g:[a-z0-9-]+:)?(\d+)/m);
             if (m) onRound(Number(m[1]), now);
           }
         }

@@ -126,8 +126,10 @@ pub(crate) struct LimitsConfig {
 pub(crate) struct FeedConfig {
     /// `FEED_GROUP`: most clients sharing one feed socket (0: no limit).
     pub(crate) group: usize,
-    /// `FEED_ROTATE_AFTER`: frames a socket's owner hands to members before
-    /// another member takes the socket over.
+    /// `FEED_ROTATE_AFTER`: work a socket's owner does for members (a frame
+    /// to a client of one stream is 1, more to a member of a multiplexed
+    /// connection: `fanout::feed::work`) before another member takes the
+    /// socket over.
     pub(crate) rotate_after: u64,
 }
 

@@ -470,6 +470,10 @@ impl Sink for Client {
     fn joined(&self, feed: Rc<Feed>) {
         self.feeds.borrow_mut().push(feed);
     }
+
+    fn multiplexed(&self) -> bool {
+        self.cursor.borrow().is_some()
+    }
 }
 
 /// How many bytes wait unread in the client's body.

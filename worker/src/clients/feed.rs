@@ -69,12 +69,15 @@ pub(crate) trait Sink {
     /// Records a feed joined: from now on the client may be asked to take
     /// the feed's socket over, and leaves it when it ends.
     fn joined(&self, feed: Rc<Feed>);
+    /// Whether its frames are rewritten for a multiplexed connection.
+    fn multiplexed(&self) -> bool;
 }
 
 /// A member as the core sees it.
 #[derive(Clone)]
 pub(crate) struct Member {
     id: MemberId,
+    rewrites: bool,
     client: Weak<dyn Sink>,
 }
 
@@ -82,6 +85,7 @@ impl Member {
     fn of(client: &Rc<dyn Sink>) -> Self {
         Self {
             id: client.id(),
+            rewrites: client.multiplexed(),
             client: Rc::downgrade(client),
         }
     }
@@ -98,6 +102,10 @@ impl Handle for Member {
 
     fn last_tick(&self) -> Option<f64> {
         self.client.upgrade().map(|c| c.last_tick())
+    }
+
+    fn rewrites(&self) -> bool {
+        self.rewrites
     }
 }
 

@@ -5,9 +5,10 @@
 //!
 //! The socket lives in one member's request, the owner's (workerd ties a
 //! socket to the request that opened it). When the owner leaves, or after
-//! `rotate_after` frames handed out in its request, another member, the
-//! heir, is asked to open the next socket, which resumes after the last
-//! position the feed delivered: nothing is lost or repeated in between.
+//! `rotate_after` units of work done in its request (see [`work`]), another
+//! member, the heir,
+//! is asked to open the next socket, which resumes after the last position
+//! the feed delivered: nothing is lost or repeated in between.
 //!
 //! Every message carries its number in the stream and the position after
 //! it (see `fanout::message`). A member joins with an opening that covers
@@ -31,6 +32,31 @@ pub(crate) const RING_BYTES: usize = 1024 * 1024;
 /// A member's id, unique in the isolate.
 pub(crate) type MemberId = u64;
 
+/// Bytes of a message rewritten for a member of a multiplexed connection
+/// that count as one more unit of work (see [`work`]).
+///
+/// A frame for a client of one stream goes out as the same JS buffer; one
+/// for a member of a multiplexed connection is copied into wasm, its ids
+/// rewritten into the connection's cursor, and copied out. Measured with
+/// `BENCH_EXTRAS_BYTES=4096 BENCH_MULTIPLEXED=1 bash scripts/bench-edge.sh`
+/// against the same run without `BENCH_MULTIPLEXED` (1000 clients, workerd
+/// CPU per client per round): a delivery costs about 85 µs; the rewrite
+/// adds about 3 µs at 150-byte frames and 14 to 25 µs at 4 KiB, about
+/// 5 µs per KiB, so one unit (85 µs) is rewritten with about 16 KiB. Half
+/// that, rounded up per message, keeps the count on the safe side.
+pub(crate) const REWRITE_BYTES_PER_UNIT: usize = 8 * 1024;
+
+/// The work of handing a message of `bytes` bytes to one member: 1, plus,
+/// for a member whose frames are rewritten (a multiplexed connection's),
+/// one unit per started [`REWRITE_BYTES_PER_UNIT`].
+pub(crate) fn work(rewrites: bool, bytes: usize) -> u64 {
+    if rewrites {
+        1 + bytes.div_ceil(REWRITE_BYTES_PER_UNIT) as u64
+    } else {
+        1
+    }
+}
+
 /// What the core needs of a member (a client's stream, in the shell).
 pub(crate) trait Handle: Clone {
     /// Its id.
@@ -39,6 +65,11 @@ pub(crate) trait Handle: Clone {
     fn alive(&self) -> bool;
     /// When its own timer last ran (ms); `None` once it is gone.
     fn last_tick(&self) -> Option<f64>;
+    /// Its frames are rewritten (a member of a multiplexed connection),
+    /// which costs the owner's request more (see [`work`]).
+    fn rewrites(&self) -> bool {
+        false
+    }
 }
 
 /// A message's frames: the shell's JS buffer, or anything in tests.
@@ -97,6 +128,8 @@ pub(crate) enum Action<F, M> {
 
 struct Member<M> {
     handle: M,
+    /// [`Handle::rewrites`], read once.
+    rewrites: bool,
     index: usize,
     /// The last message number this member already has.
     after: u64,
@@ -127,16 +160,16 @@ pub(crate) struct FeedCore<F, M> {
     /// Joiners whose opening is at least this number get what they miss
     /// from the ring.
     covered_from: u64,
-    /// Frames handed to members since the current socket opened: the work
-    /// runs in the owner's request and counts against its CPU limit, so
-    /// past `rotate_after` another member takes the socket over.
+    /// Work done since the current socket opened (see [`work`]): it runs in the owner's request and counts
+    /// against its CPU limit, so past `rotate_after` another member takes
+    /// the socket over.
     spent: u64,
     rotate_after: u64,
 }
 
 impl<F: Frames, M: Handle> FeedCore<F, M> {
-    /// A new feed; its owner hands the socket on after `rotate_after`
-    /// frames.
+    /// A new feed; its owner hands the socket on after `rotate_after` units
+    /// of work.
     pub(crate) fn new(rotate_after: u64) -> Self {
         Self {
             phase: Phase::Idle,
@@ -280,13 +313,16 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
     }
 
     fn deliver(&mut self, number: u64, frames: F, now: f64) -> Vec<Action<F, M>> {
+        let bytes = frames.len();
+        let mut spent = 0;
         let to: Vec<(M, usize)> = self
             .members
             .iter()
             .filter(|m| m.after < number)
+            .inspect(|m| spent += work(m.rewrites, bytes))
             .map(|m| (m.handle.clone(), m.index))
             .collect();
-        self.spent += to.len() as u64;
+        self.spent += spent;
         let mut actions = vec![Action::Deliver { frames, to }];
         if self.spent >= self.rotate_after {
             self.spent = 0;
@@ -339,6 +375,7 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
             first.extend(self.ring.after(after).map(|kept| kept.item.1.clone()));
         }
         self.members.push(Member {
+            rewrites: handle.rewrites(),
             handle,
             index,
             after: after.max(self.number),

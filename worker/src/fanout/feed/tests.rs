@@ -39,6 +39,8 @@ struct ClientState {
     start: u64,
     received: Vec<u64>,
     member: bool,
+    /// Its `Handle::rewrites`.
+    rewrites: bool,
 }
 
 type Clients = Rc<RefCell<BTreeMap<MemberId, ClientState>>>;
@@ -73,6 +75,12 @@ impl Handle for C {
         let client = clients.get(&self.id)?;
         client.alive.then_some(client.last_tick)
     }
+    fn rewrites(&self) -> bool {
+        self.clients
+            .borrow()
+            .get(&self.id)
+            .is_some_and(|c| c.rewrites)
+    }
 }
 
 fn head(number: u64, position: u64) -> MessageHead {
@@ -96,6 +104,8 @@ struct World {
     /// Messages sent on the socket, not yet arrived (lost if the socket
     /// closes first).
     in_flight: std::collections::VecDeque<u64>,
+    /// Whether the clients made from now on are multiplexed.
+    rewriting: bool,
     /// Members asked to open the next socket, whose continuation has not
     /// run yet (a wake promise, or a spawned take-over).
     pending: Vec<C>,
@@ -156,6 +166,7 @@ impl World {
             silent: Vec::new(),
             socket: false,
             in_flight: Default::default(),
+            rewriting: false,
             pending: Vec::new(),
             openings: Vec::new(),
             now: 1_000.0,
@@ -170,6 +181,7 @@ impl World {
             ClientState {
                 alive: true,
                 last_tick: self.now,
+                rewrites: self.rewriting,
                 ..ClientState::default()
             },
         );
@@ -581,6 +593,46 @@ fn the_socket_rotates_after_its_share_of_work() {
     world.round();
     assert_eq!(world.feed.owner().map(|o| o.id), Some(members[1].id));
     assert_eq!(received(&world, &members[0]), [1, 2, 3]);
+}
+
+#[test]
+fn rewriting_a_message_costs_by_its_bytes() {
+    assert_eq!(work(false, 0), 1);
+    assert_eq!(
+        work(false, 256 * 1024),
+        1,
+        "a single stream's bytes go out as they are"
+    );
+    assert_eq!(work(true, 0), 1);
+    assert_eq!(work(true, 150), 2);
+    assert_eq!(work(true, REWRITE_BYTES_PER_UNIT), 2);
+    assert_eq!(work(true, REWRITE_BYTES_PER_UNIT + 1), 3);
+    assert_eq!(work(true, 256 * 1024), 33);
+}
+
+#[test]
+fn members_of_multiplexed_connections_weigh_their_rewrites() {
+    // A round here carries 100 KiB: 13 units more for each member whose
+    // frames are rewritten.
+    let per_member = work(true, 100 * 1024);
+    assert_eq!(per_member, 14);
+    // Two clients of one stream do 2 units a round: far from the bound.
+    let (mut plain, _) = world_with_members(2, 2 * per_member);
+    plain.round();
+    assert_eq!(plain.feed.phase(), Phase::Live);
+    // Two members of multiplexed connections reach it in one round.
+    let mut world = World::new(2 * per_member);
+    world.rewriting = true;
+    world.join(None);
+    world.join(None);
+    let members = world.members();
+    world.round();
+    assert_eq!(
+        world.feed.phase(),
+        Phase::HandingOver {
+            heir: members[1].id
+        }
+    );
 }
 
 #[test]

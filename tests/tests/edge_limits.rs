@@ -696,6 +696,9 @@ async fn a_rate_limited_caller_costs_no_upstash_call_until_its_window_ends() {
             let (status, retry_after, body) = get(edge, &format!("/sse/dice?api_key={key}")).await;
             refusals.push((status, code(&body).to_string(), retry_after.is_some()));
         }
+        // Minting a token is a REST request like any other.
+        let (status, body) = edge.mint(&key, json!({})).await.unwrap();
+        refusals.push((status, code(&body).to_string(), true));
         let window = |what: &str| Command::new("GET").arg(format!("gf:{{{id}}}:{what}:{minute}"));
         let requests = limited.redis(window("requests")).await.as_count().unwrap();
         let connects = limited.redis(window("connects")).await.as_count().unwrap();

@@ -141,7 +141,7 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
 
     // First run: up, a new database, rounds flowing to the printed key.
     let mut first = Run::start(&state, &[]);
-    first.line("Up and running (0 rounds").await;
+    first.line("Up and running (4 rounds").await;
     let (worker, key) = first.worker_and_key().await;
     a_round_arrives(&worker, &key).await;
     // Limits are on, and the printed command shows the key's usage.
@@ -176,7 +176,7 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
     let mut second = Run::start(&state, &[]);
     second.line("resuming the state of an earlier run").await;
     let up = second.line("Up and running (").await;
-    assert!(!up.contains("(0 rounds"), "{up}");
+    assert!(!up.contains("(4 rounds"), "{up}");
     let (worker, second_key) = second.worker_and_key().await;
     assert_eq!(second_key, key, "the key survives a restart");
     a_round_arrives(&worker, &key).await;
@@ -213,7 +213,7 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
 
     // --fresh: an empty database and a new key.
     let mut fresh = Run::start(&state, &["--fresh"]);
-    fresh.line("Up and running (0 rounds").await;
+    fresh.line("Up and running (4 rounds").await;
     assert_ne!(fresh.worker_and_key().await.1, key);
     assert!(fresh.interrupt().await.success());
 }

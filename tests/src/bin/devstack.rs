@@ -168,6 +168,30 @@ async fn run() -> anyhow::Result<()> {
             "resuming the state of an earlier run (`scripts/dev.sh --fresh` starts from an empty database)"
         );
     }
+    // A page may open a game's stream once the edge knows the game, from its
+    // first stored round on: a new database starts with one round of each,
+    // and nothing is printed before the edge has them.
+    if system.pg.created {
+        let first: String = GAMES
+            .iter()
+            .map(|(id, _, game_type, _)| {
+                format!(
+                    "INSERT INTO rounds (game_id, finished_at, extras) VALUES ({id}, now(), '{}');",
+                    outcome(game_type)
+                )
+            })
+            .collect();
+        system.pg.sql("games", &first)?;
+    }
+    for (_, slug, _, _) in GAMES {
+        system
+            .wait_for_edge(
+                &format!("/api/games/{slug}/latest"),
+                "\"round_id\"",
+                Duration::from_secs(180),
+            )
+            .await?;
+    }
     let rounds = system.pg.sql("games", "SELECT count(*) FROM rounds")?;
     let pg_port = system.pg.port;
     let stack = &system.stack;

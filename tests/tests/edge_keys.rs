@@ -189,6 +189,41 @@ async fn origins_and_cors() {
         .await
         .unwrap();
     assert_eq!(evil.status().as_u16(), 403);
+    // The refused origin cannot read why; every other error is readable
+    // by the page that got it, `Retry-After` included.
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    for (path, status) in [
+        (
+            format!("/api/games?api_key=sk_test_{}", "W".repeat(40)),
+            401,
+        ),
+        ("/api/games".to_string(), 401),
+        (
+            format!("/api/games/crash/rounds?limit=0&api_key={key}"),
+            400,
+        ),
+        (format!("/sse/made-up?api_key={open}"), 404),
+        (format!("/sse/crash?api_key={open}&last_event_id=abc"), 400),
+    ] {
+        let answer = edge
+            .http
+            .get(edge.url(&path))
+            .header("origin", "https://good.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+        let headers = answer.headers();
+        assert_eq!(
+            headers["access-control-allow-origin"], "https://good.example",
+            "{path}"
+        );
+        assert_eq!(
+            headers["access-control-expose-headers"], "retry-after",
+            "{path}"
+        );
+        assert_eq!(headers["vary"], "origin", "{path}");
+    }
 
     // Preflight: answered from the key in the URL.
     let preflight = |origin: &'static str| {
@@ -201,6 +236,9 @@ async fn origins_and_cors() {
     };
     let ok = preflight("https://good.example").await.unwrap();
     assert_eq!(ok.status().as_u16(), 204);
+    // Cached by the browser: a client sending `Authorization` does not pay
+    // a preflight per connect.
+    assert_eq!(ok.headers()["access-control-max-age"], "86400");
     assert_eq!(
         ok.headers()["access-control-allow-origin"],
         "https://good.example"

@@ -172,6 +172,24 @@ async fn stream_limit_refuses_the_third_and_readmits_after_one_closes() {
     let (status, retry_after, body) = get(edge, &format!("/sse/crash?api_key={a}")).await;
     assert_eq!((status, code(&body)), (429, "too_many_streams"), "{body}");
     assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    // A page can read the refusal and its `Retry-After`.
+    let from_page = edge
+        .http
+        .get(edge.url(&format!("/sse/crash?api_key={a}")))
+        .header("origin", "https://partner.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_page.status().as_u16(), 429);
+    assert_eq!(
+        from_page.headers()["access-control-allow-origin"],
+        "https://partner.example"
+    );
+    assert_eq!(
+        from_page.headers()["access-control-expose-headers"],
+        "retry-after"
+    );
+    assert!(from_page.headers().contains_key("retry-after"));
 
     // Another key is not affected by a's streams.
     let b_stream = stream(edge, &format!("/sse/crash?api_key={b}")).await;
@@ -190,11 +208,11 @@ async fn stream_limit_refuses_the_third_and_readmits_after_one_closes() {
     let _third = stream(edge, &format!("/sse/crash?api_key={a}")).await;
     assert_eq!(limited.leases(&a_id).await, 2);
 
-    // Usage: three connects, one rejected for a; b: one connect, one rejected.
+    // Usage: three connects, two rejected for a; b: one connect, one rejected.
     let today = limited.usage(&a_id).await;
     assert_eq!(
         (today["connects"].as_i64(), today["rejected"].as_i64()),
-        (Some(3), Some(1)),
+        (Some(3), Some(2)),
         "{today}"
     );
     let today_b = limited.usage(&b_id).await;

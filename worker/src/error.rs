@@ -126,6 +126,9 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// Seconds for `Retry-After` (429 and 503).
     pub(crate) retry_after: Option<u32>,
+    /// The request's origin is what was refused: the answer carries no
+    /// CORS headers, so that page cannot read it.
+    pub(crate) origin_refused: bool,
 }
 
 /// Handler result.
@@ -137,6 +140,15 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            origin_refused: false,
+        }
+    }
+
+    /// 403: the key may not be used from the request's origin.
+    pub(crate) fn origin_refused() -> Self {
+        Self {
+            origin_refused: true,
+            ..Self::new(ErrorCode::Forbidden, "origin not allowed for this API key")
         }
     }
 
@@ -157,9 +169,23 @@ impl ApiError {
 
     /// The JSON response; if even that cannot be built, a bare 500.
     pub(crate) fn into_response(self) -> worker::Result<Response> {
+        self.into_response_for(None)
+    }
+
+    /// The JSON response to a request of a public route from a page at
+    /// `origin`: readable by that page (with `Retry-After` exposed, so a
+    /// client can honour it) unless the origin itself was refused. A key
+    /// the request did not prove, or proved and allows there, says nothing
+    /// a page of that origin should not read.
+    pub(crate) fn into_response_for(self, origin: Option<&str>) -> worker::Result<Response> {
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set("cache-control", "no-store")?;
+        if let Some(origin) = origin.filter(|_| !self.origin_refused) {
+            headers.set("access-control-allow-origin", origin)?;
+            headers.set("access-control-expose-headers", "retry-after")?;
+            headers.set("vary", "origin")?;
+        }
         if let Some(secs) = self.retry_after {
             headers.set("retry-after", &secs.to_string())?;
         }

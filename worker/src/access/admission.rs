@@ -75,12 +75,7 @@ pub(crate) async fn authenticate(req: &Request, env: &Env) -> ApiResult<Admitted
     let allow_origin = match (&record.origins, origin) {
         (None, _) => Some("*".to_string()),
         (Some(allowed), Some(origin)) if allowed.iter().any(|o| o == &origin) => Some(origin),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "origin not allowed for this API key",
-            ));
-        }
+        (Some(_), Some(_)) => return Err(ApiError::origin_refused()),
         // Not a browser: origins restrict browsers only.
         (Some(_), None) => None,
     };

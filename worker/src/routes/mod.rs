@@ -42,11 +42,20 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Result<Response> {
         .into_response();
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // A page reads the public routes' errors too (`Retry-After` included).
+    let origin = is_public(&segments)
+        .then(|| req.headers().get("origin").ok().flatten())
+        .flatten();
     let outcome = route(req, env, ctx, &method, &segments).await;
     match outcome {
         Ok(response) => Ok(response),
-        Err(err) => err.into_response(),
+        Err(err) => err.into_response_for(origin.as_deref()),
     }
+}
+
+/// The routes a page calls with a key or token: `/sse…` and `/api/…`.
+fn is_public(segments: &[&str]) -> bool {
+    matches!(segments.first(), Some(&"sse") | Some(&"api"))
 }
 
 async fn route(
@@ -57,8 +66,7 @@ async fn route(
     segments: &[&str],
 ) -> ApiResult<Response> {
     use Method::{Delete, Get, Head, Options, Post, Put};
-    let public = matches!(segments.first(), Some(&"sse") | Some(&"api"));
-    if *method == Options && public {
+    if *method == Options && is_public(segments) {
         return preflight(&req, &env).await;
     }
     match segments {

@@ -152,6 +152,21 @@ pub fn retry_frame(millis: u64) -> Vec<u8> {
     Frame::new().retry(millis).finish()
 }
 
+/// A connection's `retry:` when reconnects are spread: `unit` (uniform in
+/// 0..1) places it between a third of `retry_ms` and twice it (1 to 6 s for
+/// the default 3 s), so browsers that all lost their stream at once (a
+/// deploy, an object restart) do not all come back in the same second.
+pub fn jittered_retry_ms(retry_ms: u64, unit: f64) -> u64 {
+    let low = retry_ms / 3;
+    let high = retry_ms.saturating_mul(2);
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    (low + ((high - low) as f64 * unit) as u64).clamp(low.max(1), high.max(1))
+}
+
 /// The `: heartbeat <unix seconds>` comment frame.
 pub fn heartbeat_frame(unix_seconds: u64) -> Vec<u8> {
     Frame::new()
@@ -208,6 +223,31 @@ pub fn rewrite_ids(frames: &str, mut new_id: impl FnMut(&str) -> String) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_are_spread_between_a_third_and_twice_the_setting() {
+        assert_eq!(jittered_retry_ms(3000, 0.0), 1000);
+        assert_eq!(jittered_retry_ms(3000, 1.0), 6000);
+        assert_eq!(jittered_retry_ms(3000, 0.5), 3500);
+        assert_eq!(jittered_retry_ms(3000, -1.0), 1000);
+        assert_eq!(jittered_retry_ms(3000, f64::NAN), 3500);
+        assert_eq!(
+            jittered_retry_ms(1, 0.0),
+            1,
+            "never 0: a browser would spin"
+        );
+        assert_eq!(jittered_retry_ms(3_600_000, 1.0), 7_200_000);
+        // Evenly spread: a tenth of the unit is a tenth of the span.
+        let spread: Vec<u64> = (0..=10)
+            .map(|i| jittered_retry_ms(3000, f64::from(i) / 10.0))
+            .collect();
+        assert_eq!(
+            spread,
+            [
+                1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 5500, 6000
+            ]
+        );
+    }
 
     #[test]
     fn data_only() {

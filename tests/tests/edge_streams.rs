@@ -404,3 +404,37 @@ async fn a_backlog_larger_than_one_socket_message_is_replayed_whole() {
     let expected: String = rounds[1..].iter().map(|r| frame("message", r)).collect();
     assert_eq!(client.frames().concat(), format!("{RETRY}{expected}"));
 }
+
+/// Each connection gets its own `retry:` between a third and twice
+/// `RETRY_MS`, so browsers that all lost their stream at once (a deploy, an
+/// object restart) do not all come back in the same second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_delays_are_spread() {
+    let edge = Edge::start(&[("RETRY_JITTER", "on")]).await.unwrap();
+    edge.seed(&[("crash", "multiplier")]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let mut retries = Vec::new();
+    for _ in 0..20 {
+        let mut client = edge
+            .sse(&format!("/sse/crash?api_key={key}"))
+            .await
+            .unwrap();
+        client.read_frames(1, TIMEOUT).await.unwrap();
+        let text = client.text();
+        let retry: u64 = text
+            .strip_prefix("retry: ")
+            .and_then(|r| r.split_once("\n\n"))
+            .and_then(|(ms, _)| ms.parse().ok())
+            .unwrap_or_else(|| panic!("no retry frame first: {text:?}"));
+        retries.push(retry);
+    }
+    assert!(
+        retries.iter().all(|r| (1000..=6000).contains(r)),
+        "{retries:?}"
+    );
+    retries.sort_unstable();
+    retries.dedup();
+    // 20 draws from 5 001 values: fewer than 10 distinct would be a broken
+    // spread, not bad luck.
+    assert!(retries.len() >= 10, "{retries:?}");
+}

@@ -79,6 +79,9 @@ pub(crate) struct StreamConfig {
     pub(crate) heartbeat: Duration,
     /// `retry:` sent to browsers, in milliseconds.
     pub(crate) retry_ms: u64,
+    /// `RETRY_JITTER=on`: each connection's `retry:` is spread between a
+    /// third and twice `retry_ms` (`shared::sse::jittered_retry_ms`).
+    pub(crate) retry_jitter: bool,
     /// Rounds kept per stream for resume and history.
     pub(crate) history_limit: u32,
     /// Bytes a client may leave unread before it counts as slow and is cut
@@ -288,6 +291,7 @@ impl Config {
         let stream = StreamConfig {
             heartbeat: secs(r.number("HEARTBEAT_SECS", 15, 1, 3600)),
             retry_ms: r.number("RETRY_MS", 3000, 1, 3_600_000),
+            retry_jitter: r.choice("RETRY_JITTER", &["on", "off"], "on", "on") == "on",
             history_limit: r.number("HISTORY_LIMIT", 1000, 1, 1_000_000),
             max_queued_bytes: r.number("MAX_QUEUED_BYTES", 4 * 1024 * 1024, 1, 1 << 30),
             key_recheck: secs(r.number("KEY_RECHECK_SECS", 20, 1, 3600)),

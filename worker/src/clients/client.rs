@@ -60,7 +60,12 @@ pub(crate) async fn open(
             return Err(err.into());
         }
     };
-    enqueue_bytes(&out, &sse::retry_frame(config.retry_ms));
+    let retry_ms = if config.retry_jitter {
+        sse::jittered_retry_ms(config.retry_ms, js_sys::Math::random())
+    } else {
+        config.retry_ms
+    };
+    enqueue_bytes(&out, &sse::retry_frame(retry_ms));
     let cursor = multiplexed.then(|| {
         members
             .iter()

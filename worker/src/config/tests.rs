@@ -35,6 +35,7 @@ fn defaults_hold_when_nothing_is_set() {
     assert!(config.problems.is_empty(), "{:?}", config.problems);
     assert_eq!(config.stream.heartbeat, Duration::from_secs(15));
     assert_eq!(config.stream.retry_ms, 3000);
+    assert!(config.stream.retry_jitter);
     assert_eq!(config.relay_capacity, 10_000);
     assert_eq!(config.feed.group, 0);
     assert_eq!(config.feed.rotate_after, 200_000);

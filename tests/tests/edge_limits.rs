@@ -781,3 +781,41 @@ async fn a_browser_token_holds_at_most_token_max_streams() {
     .unwrap();
     let _again = stream(edge, &format!("/sse/crash?token={}", tokens[0])).await;
 }
+
+/// A stream that ends while Upstash refuses the Worker (its token rotated)
+/// cannot give its slot back then; the release is tried again at the next
+/// heartbeat once Upstash answers, rather than holding the key's slot for a
+/// whole lease TTL (3 minutes here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_given_back_while_upstash_refuses_is_freed_once_it_answers() {
+    let limited = Limited::start(&[("HEARTBEAT_SECS", "1")]).await;
+    let edge = &limited.edge;
+    let (full, full_id) = edge
+        .create_key(json!({"name": "full", "max_streams": 1}))
+        .await
+        .unwrap();
+    let other = edge.open_key().await.unwrap();
+    // Another stream keeps this isolate's timers ticking.
+    let _ticking = stream(edge, &format!("/sse/dice?api_key={other}")).await;
+    let leaving = stream(edge, &format!("/sse/crash?api_key={full}")).await;
+    assert_eq!(limited.leases(&full_id).await, 1);
+
+    limited.upstash.refuse_token(true).await.unwrap();
+    drop(leaving);
+    let log = edge.worker.proc.log_path().to_path_buf();
+    wait_for("the release to fail", TIMEOUT, || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("limits: releasing a stream slot failed")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    limited.upstash.refuse_token(false).await.unwrap();
+    wait_for("the slot to be given back", TIMEOUT, || async {
+        (limited.leases(&full_id).await == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let _again = stream(edge, &format!("/sse/crash?api_key={full}")).await;
+}

@@ -12,6 +12,9 @@
 //!   after a refresh failed, every `retry_every` (a heartbeat) instead.
 //! - A rate-limit refusal is remembered until its window ends, so a caller
 //!   refused once costs no Upstash call until then.
+//! - A release Upstash did not take (it refused us, or could not be asked)
+//!   is tried again with the next refresh, due at the next heartbeat: else
+//!   the ended stream would hold its key's slot for a whole lease TTL.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,6 +26,10 @@ pub(crate) type Handle = u64;
 /// Remembered refusals kept at most; beyond, new ones are not remembered
 /// (they are then asked of Upstash again), so the book's memory is bounded.
 const MAX_REFUSALS: usize = 10_000;
+
+/// Releases kept for another try at most (beyond, the oldest lapse by
+/// themselves within their TTL).
+const MAX_UNRELEASED: usize = 10_000;
 
 /// Slack so a timer firing a little early still counts.
 const SLACK_MS: f64 = 50.0;
@@ -80,6 +87,8 @@ pub(crate) struct Book {
     lost: HashSet<Handle>,
     /// Rate-limit refusals, per key and rate: until when (ms).
     refusals: HashMap<(String, Rate), f64>,
+    /// Releases that failed, to try again.
+    unreleased: Vec<Lease>,
 }
 
 impl Book {
@@ -117,7 +126,7 @@ impl Book {
 
     /// Whether a refresh is due at `now_ms`.
     pub(crate) fn due(&self, now_ms: f64, timing: Timing) -> bool {
-        if self.leases.is_empty() {
+        if self.leases.is_empty() && self.unreleased.is_empty() {
             return false;
         }
         if let Some(flight) = &self.in_flight
@@ -125,7 +134,9 @@ impl Book {
         {
             return false;
         }
-        let pending = self.failed || self.leases.values().any(|held| !held.confirmed);
+        let pending = self.failed
+            || !self.unreleased.is_empty()
+            || self.leases.values().any(|held| !held.confirmed);
         let every = if pending {
             timing.retry_every_ms
         } else {
@@ -207,6 +218,20 @@ impl Book {
             });
         }
         Some(lease)
+    }
+
+    /// A release Upstash did not take: tried again with the next refresh.
+    pub(crate) fn release_failed(&mut self, lease: Lease) {
+        if self.unreleased.len() >= MAX_UNRELEASED {
+            self.unreleased.remove(0);
+        }
+        self.unreleased.push(lease);
+    }
+
+    /// The releases to try again, taken out of the book (call as a refresh
+    /// begins; give back any that fail again with [`Self::release_failed`]).
+    pub(crate) fn take_unreleased(&mut self) -> Vec<Lease> {
+        std::mem::take(&mut self.unreleased)
     }
 
     /// Remembers that `key_id` was refused for `rate` until `until_ms`.

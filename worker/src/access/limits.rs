@@ -309,13 +309,21 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
     let Some((url, token)) = &config.upstash else {
         return;
     };
-    let Some(leases) = with(|i| i.book.begin_refresh(now, timing(config))) else {
+    let Some((leases, unreleased)) = with(|i| {
+        let leases = i.book.begin_refresh(now, timing(config))?;
+        Some((leases, i.book.take_unreleased()))
+    }) else {
         return;
     };
     let commands = limits::refresh(&leases, now as i64, config.lease_ttl.as_millis() as i64);
     let (url, token, timeout) = (url.clone(), token.clone(), config.background_timeout);
     background::after_response(ctx, async move {
-        let result = client(&url, &token, timeout).pipeline(&commands).await;
+        // Nothing to extend when only releases are to be tried again.
+        let result = if commands.is_empty() {
+            Ok(Vec::new())
+        } else {
+            client(&url, &token, timeout).pipeline(&commands).await
+        };
         let lost: Result<Vec<String>, ()> = match result {
             Ok(replies) => Ok(replies
                 .iter()
@@ -336,7 +344,7 @@ pub(crate) fn tick(env: &Env, ctx: &Context) {
                 lost.len()
             );
         }
-        for lease in again {
+        for lease in again.into_iter().chain(unreleased) {
             give_back(&url, &token, timeout, lease, now).await;
         }
     });
@@ -369,8 +377,9 @@ pub(crate) fn release(env: &Env, handle: LeaseHandle, ctx: &Context) {
 async fn give_back(url: &str, token: &str, timeout: std::time::Duration, lease: Lease, now: f64) {
     let command = limits::release(&lease, now as i64);
     if let Err(err) = client(url, token, timeout).exec(&command).await {
-        // The lease lapses by itself within its TTL.
+        // Tried again with the next refresh (else it lapses within its TTL).
         worker::console_error!("limits: releasing a stream slot failed: {err}");
+        with(|i| i.book.release_failed(lease));
     }
 }
 

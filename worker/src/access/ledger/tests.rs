@@ -134,6 +134,27 @@ fn a_lease_released_during_a_refresh_is_released_again_after_it() {
 }
 
 #[test]
+fn a_release_that_failed_is_tried_again_at_the_next_heartbeat() {
+    let mut book = Book::default();
+    let a = book.hold(lease("k", "a"), true, 0.0);
+    let gone = book.release(a, 1_000.0).unwrap();
+    assert!(
+        !book.due(20_000.0, TIMING),
+        "nothing held, nothing to retry"
+    );
+    book.release_failed(gone);
+    // Due at the next heartbeat, though no lease is held.
+    assert!(!book.due(10_000.0, TIMING));
+    assert!(book.due(15_000.0, TIMING));
+    assert!(book.begin_refresh(15_000.0, TIMING).unwrap().is_empty());
+    let again = book.take_unreleased();
+    assert_eq!(ids(&again), ["a"]);
+    assert!(book.take_unreleased().is_empty(), "taken once");
+    book.end_refresh(Ok(&[]));
+    assert!(!book.due(100_000.0, TIMING), "done with");
+}
+
+#[test]
 fn refusals_are_remembered_until_their_window_ends() {
     let mut book = Book::default();
     assert_eq!(book.refused("k", Rate::Connects, 0.0), None);

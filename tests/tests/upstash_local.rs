@@ -643,26 +643,23 @@ async fn it_refuses_what_upstash_refuses_and_bounds_its_connections() {
     assert_eq!(status, 200);
 
     // The token: never on the command line.
-    let run = tokio::process::Command::new(binary())
-        .args(["--listen", "127.0.0.1:0", "--redis-url", &redis.url])
-        .args(["--token", TOKEN])
-        .env_remove("UPSTASH_LOCAL_TOKEN")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .unwrap()
-        .unwrap();
+    let without_token = |extra: &'static [&'static str]| {
+        let run = tokio::process::Command::new(binary())
+            .args(["--listen", "127.0.0.1:0", "--redis-url", &redis.url])
+            .args(extra)
+            .env_remove("UPSTASH_LOCAL_TOKEN")
+            .kill_on_drop(true)
+            .output();
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), run)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let output = without_token(&["--token", TOKEN]).await;
     assert!(!output.status.success());
-    let run = tokio::process::Command::new(binary())
-        .args(["--listen", "127.0.0.1:0", "--redis-url", &redis.url])
-        .env_remove("UPSTASH_LOCAL_TOKEN")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .unwrap()
-        .unwrap();
+    let output = without_token(&[]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

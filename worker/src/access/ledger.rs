@@ -89,6 +89,9 @@ pub(crate) struct Book {
     refusals: HashMap<(String, Rate), f64>,
     /// Releases that failed, to try again.
     unreleased: Vec<Lease>,
+    /// How many held leases are pending (not confirmed): kept as a count,
+    /// since every stream's tick asks whether a refresh is due.
+    pending: usize,
 }
 
 impl Book {
@@ -100,6 +103,7 @@ impl Book {
             self.last_refresh_ms = now_ms;
         }
         self.next += 1;
+        self.pending += usize::from(!confirmed);
         self.leases.insert(
             self.next,
             Held {
@@ -134,9 +138,7 @@ impl Book {
         {
             return false;
         }
-        let pending = self.failed
-            || !self.unreleased.is_empty()
-            || self.leases.values().any(|held| !held.confirmed);
+        let pending = self.failed || !self.unreleased.is_empty() || self.pending > 0;
         let every = if pending {
             timing.retry_every_ms
         } else {
@@ -181,10 +183,14 @@ impl Book {
             };
             match outcome {
                 Ok(lost) if lost.contains(&held.lease.lease) => {
+                    self.pending -= usize::from(!held.confirmed);
                     self.leases.remove(&handle);
                     self.lost.insert(handle);
                 }
-                Ok(_) => held.confirmed = true,
+                Ok(_) => {
+                    self.pending -= usize::from(!held.confirmed);
+                    held.confirmed = true;
+                }
                 // Not counted after all: counted with the next refresh.
                 Err(()) => held.counted_ms -= secs as f64 * 1000.0,
             }
@@ -194,8 +200,7 @@ impl Book {
 
     /// Streams holding a lease, and how many of them are pending.
     pub(crate) fn held(&self) -> (usize, usize) {
-        let pending = self.leases.values().filter(|h| !h.confirmed).count();
-        (self.leases.len(), pending)
+        (self.leases.len(), self.pending)
     }
 
     /// Whether the stream holding `handle` lost its lease.
@@ -208,6 +213,7 @@ impl Book {
     pub(crate) fn release(&mut self, handle: Handle, now_ms: f64) -> Option<Lease> {
         self.lost.remove(&handle);
         let mut held = self.leases.remove(&handle)?;
+        self.pending -= usize::from(!held.confirmed);
         let lease = take_seconds(&mut held, now_ms);
         if let Some(flight) = &mut self.in_flight
             && flight.batch.iter().any(|(h, _)| *h == handle)

@@ -22,6 +22,11 @@ pub const EVENT_UPDATE: &str = "update";
 /// `event:` name telling a resuming client its `Last-Event-ID` is older than
 /// the retained history: drop what you have, an `initial` follows.
 pub const EVENT_RESET: &str = "reset";
+/// `event:` name of the frame that ends a stream's opening (its `initial`,
+/// rewind or resume backlog): what follows is news.
+pub const EVENT_LIVE: &str = "live";
+/// `event:` name of a stream's audience: the clients it has open.
+pub const EVENT_VIEWERS: &str = "viewers";
 
 /// A field value that cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,6 +199,42 @@ pub fn round_frame(
         .finish())
 }
 
+/// The `live` frame that ends a stream's opening: `stream` is the stream's
+/// name, `replayed` how many rounds and updates the opening held before it
+/// (an `initial` counts as none: it is the stream's state, not history).
+pub fn live_frame(stream: &str, replayed: u64) -> Vec<u8> {
+    named_frame(EVENT_LIVE, &stream_json(stream, "replayed", replayed))
+}
+
+/// The `viewers` frame: how many clients `stream` has open.
+pub fn viewers_frame(stream: &str, viewers: u64) -> Vec<u8> {
+    named_frame(EVENT_VIEWERS, &stream_json(stream, "viewers", viewers))
+}
+
+/// `{"stream":<stream>,"<field>":<value>}`, the stream first.
+fn stream_json(stream: &str, field: &str, value: u64) -> String {
+    let stream = serde_json::Value::from(stream);
+    format!("{{\"stream\":{stream},\"{field}\":{value}}}")
+}
+
+/// A frame of one of this module's event names (no line break, so nothing
+/// can fail) and one line of JSON (serde_json escapes line breaks).
+fn named_frame(event: &'static str, json: &str) -> Vec<u8> {
+    format!("event: {event}\ndata: {json}\n\n").into_bytes()
+}
+
+/// How many frames of `frames` (complete frames, as this crate writes
+/// them) are rounds or updates replayed: `message` and `update` events.
+pub fn count_replayed(frames: &[u8]) -> u64 {
+    frames
+        .split(|b| *b == b'\n')
+        .filter(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            line == b"event: message" || line == b"event: update"
+        })
+        .count() as u64
+}
+
 /// Rewrites the `id:` line of every frame in `frames` (a run of complete
 /// frames) with `new_id(old_id)`, leaving all other bytes as they are. Used by
 /// multiplexed streams, whose `id:` is a cursor over all member streams.
@@ -343,6 +384,32 @@ mod tests {
             "id: g:crash:3\nevent: message\ndata: {\"id: 9\"}\n\n: heartbeat 1\n\nid: g:crash:4\nevent: update\ndata: x\n\n"
         );
         assert_eq!(rewrite_ids("id: 1\n\n", |_| "a\nb".into()), "id: 1\n\n");
+    }
+
+    #[test]
+    fn live_and_viewers_frames_are_byte_exact() {
+        assert_eq!(
+            String::from_utf8_lossy(&live_frame("game:crash", 3)),
+            "event: live\ndata: {\"stream\":\"game:crash\",\"replayed\":3}\n\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&viewers_frame("type:dice", 1234)),
+            "event: viewers\ndata: {\"stream\":\"type:dice\",\"viewers\":1234}\n\n"
+        );
+    }
+
+    #[test]
+    fn replayed_frames_are_rounds_and_updates_only() {
+        let mut frames = Vec::new();
+        frames.extend(Frame::new().event(EVENT_RESET).unwrap().data("{}").finish());
+        frames.extend(round_frame(EVENT_INITIAL, 3, "{}").unwrap());
+        assert_eq!(count_replayed(&frames), 0);
+        frames.extend(round_frame(EVENT_MESSAGE, 4, "{\"event: message\"}").unwrap());
+        frames.extend(round_frame(EVENT_UPDATE, "4.1", "{}").unwrap());
+        frames.extend(b"event: message\r\ndata: x\r\n\r\n");
+        frames.extend(heartbeat_frame(9));
+        assert_eq!(count_replayed(&frames), 3);
+        assert_eq!(count_replayed(b""), 0);
     }
 
     #[test]

@@ -1,4 +1,9 @@
 //! A minimal Server-Sent Events client for tests: it keeps the raw bytes.
+//!
+//! The stream's own news (`event: live`, `event: viewers`) is kept apart in
+//! [`SseClient::markers`], with how many frames came before each, so tests
+//! of the rounds read the rounds alone and tests of the markers see where
+//! they came.
 
 use std::time::Duration;
 
@@ -7,9 +12,28 @@ use anyhow::{Context, bail};
 /// An open SSE response and everything received on it so far.
 pub struct SseClient {
     response: reqwest::Response,
-    /// Every byte received, in order.
+    /// Every byte received, in order, but for the markers: complete frames.
     pub received: Vec<u8>,
+    /// A frame not complete yet.
+    partial: Vec<u8>,
+    /// The `live` and `viewers` frames, in order.
+    pub markers: Vec<Marker>,
 }
+
+/// A `live` or `viewers` frame and where it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// Complete frames received before it (`retry:` and heartbeats
+    /// included, other markers not).
+    pub after_frames: usize,
+    /// `live` or `viewers`.
+    pub event: String,
+    /// Its `data:`.
+    pub data: serde_json::Value,
+}
+
+/// The events kept in [`SseClient::markers`].
+const MARKERS: [&str; 2] = ["live", "viewers"];
 
 /// Status, headers and body of a refused connection.
 #[derive(Debug)]
@@ -51,6 +75,8 @@ impl SseClient {
         Ok(Ok(Self {
             response,
             received: Vec::new(),
+            partial: Vec::new(),
+            markers: Vec::new(),
         }))
     }
 
@@ -78,7 +104,7 @@ impl SseClient {
                 })?
                 .context("reading the SSE stream")?;
             match chunk {
-                Some(bytes) => self.received.extend_from_slice(&bytes),
+                Some(bytes) => self.take(&bytes),
                 None => bail!(
                     "stream ended after {:?}",
                     String::from_utf8_lossy(&self.received)
@@ -90,6 +116,58 @@ impl SseClient {
 }
 
 impl SseClient {
+    /// Takes a chunk: complete frames go to `received`, markers to
+    /// `markers`, and a frame's start waits for its end.
+    fn take(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.windows(2).position(|w| w == b"\n\n") {
+            let frame: Vec<u8> = self.partial.drain(..end + 2).collect();
+            match marker(&frame) {
+                Some((event, data)) => self.markers.push(Marker {
+                    after_frames: count_frames(&self.received),
+                    event,
+                    data,
+                }),
+                None => self.received.extend_from_slice(&frame),
+            }
+        }
+    }
+
+    /// The markers of one kind, `live` or `viewers`.
+    pub fn markers_of(&self, event: &str) -> Vec<&Marker> {
+        self.markers.iter().filter(|m| m.event == event).collect()
+    }
+
+    /// Reads until `count` markers of `event` arrived; fails after `timeout`.
+    pub async fn read_markers(
+        &mut self,
+        event: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.markers_of(event).len() < count {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .with_context(|| {
+                    format!(
+                        "timed out waiting for {count} {event} markers; got {:?} and {:?}",
+                        self.markers,
+                        self.text()
+                    )
+                })?
+                .context("reading the SSE stream")?;
+            match chunk {
+                Some(bytes) => self.take(&bytes),
+                None => bail!(
+                    "stream ended before {count} {event} markers: {:?}",
+                    self.markers
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// Everything received, as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.received).into_owned()
@@ -106,7 +184,7 @@ impl SseClient {
                 })?
                 .context("reading the SSE stream")?;
             match chunk {
-                Some(bytes) => self.received.extend_from_slice(&bytes),
+                Some(bytes) => self.take(&bytes),
                 None => bail!("stream ended before {needle:?}: {:?}", self.text()),
             }
         }
@@ -121,10 +199,13 @@ impl SseClient {
                 .await
                 .context("timed out waiting for the stream to end")?;
             match chunk {
-                Ok(Some(bytes)) => self.received.extend_from_slice(&bytes),
-                Ok(None) => return Ok(()),
+                Ok(Some(bytes)) => self.take(&bytes),
                 // An aborted body also ends the stream.
-                Err(_) => return Ok(()),
+                Ok(None) | Err(_) => {
+                    let rest = std::mem::take(&mut self.partial);
+                    self.received.extend_from_slice(&rest);
+                    return Ok(());
+                }
             }
         }
     }
@@ -137,6 +218,22 @@ impl SseClient {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// The event and data of a `live` or `viewers` frame.
+fn marker(frame: &[u8]) -> Option<(String, serde_json::Value)> {
+    let text = std::str::from_utf8(frame).ok()?;
+    let mut event = None;
+    let mut data = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = Some(name);
+        } else if let Some(json) = line.strip_prefix("data: ") {
+            data = Some(json);
+        }
+    }
+    let event = event.filter(|e| MARKERS.contains(e))?;
+    Some((event.to_string(), serde_json::from_str(data?).ok()?))
 }
 
 /// Complete frames in `bytes`.
@@ -160,6 +257,20 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_are_told_from_rounds() {
+        let live = marker(b"event: live\ndata: {\"stream\":\"game:a\",\"replayed\":2}\n\n");
+        assert_eq!(
+            live,
+            Some((
+                "live".into(),
+                serde_json::json!({"stream": "game:a", "replayed": 2})
+            ))
+        );
+        assert_eq!(marker(b"id: 1\nevent: message\ndata: {}\n\n"), None);
+        assert_eq!(marker(b": heartbeat 1\n\n"), None);
+    }
 
     #[test]
     fn counts_frames_and_redacts_keys() {

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use devstack::edge::{Edge, TIMEOUT, events, frame, frame_at, round};
+use devstack::sse::SseClient;
 use serde_json::json;
 use shared::EventKind::{Backfill, New, Update};
 
@@ -209,6 +210,11 @@ async fn a_resume_after_an_update_misses_and_repeats_nothing() {
             frame_at("update", update_id, &r1b)
         )
     );
+    // The opening (`retry:` and `initial`) then `live`: nothing replayed.
+    assert_eq!(
+        live_markers(&a),
+        [(2, json!({"stream": "game:crash", "replayed": 0}))]
+    );
     drop(a);
 
     // Missed while away: round 3, then an update of round 2.
@@ -237,6 +243,10 @@ async fn a_resume_after_an_update_misses_and_repeats_nothing() {
             frame_at("update", "3.2", &r2b)
         )
     );
+    assert_eq!(
+        live_markers(&b),
+        [(3, json!({"stream": "game:crash", "replayed": 2}))]
+    );
     // Resumed from round 2 instead: the update of round 1 too.
     let mut c = edge
         .sse_with(&path, &[("last-event-id", "2")])
@@ -252,6 +262,132 @@ async fn a_resume_after_an_update_misses_and_repeats_nothing() {
             frame_at("update", "3.2", &r2b)
         )
     );
+    assert_eq!(
+        live_markers(&c),
+        [(4, json!({"stream": "game:crash", "replayed": 3}))]
+    );
+}
+
+/// The `live` markers a client got: how many frames came before each, and
+/// its data.
+fn live_markers(client: &SseClient) -> Vec<(usize, serde_json::Value)> {
+    client
+        .markers_of("live")
+        .into_iter()
+        .map(|m| (m.after_frames, m.data.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewind_opens_with_the_last_rounds_then_live() {
+    let edge = Edge::start(&[]).await.unwrap();
+    let key = edge.open_key().await.unwrap();
+    let rounds: Vec<_> = (1..=5).map(|id| round(id, "crash", "multiplier")).collect();
+    edge.store(events(New, &rounds)).await.unwrap();
+    // Round 4 corrected after round 5 arrived: update 5.1.
+    let mut r4b = rounds[3].clone();
+    r4b.extras = r#"{"n": 4, "v": 2}"#.into();
+    r4b.timestamp += 10;
+    edge.store(events(Update, std::slice::from_ref(&r4b)))
+        .await
+        .unwrap();
+
+    // The last 3 rounds, oldest first, with their current bodies and the
+    // update since; then `live`; then news.
+    let mut a = edge
+        .sse(&format!("/sse/crash?api_key={key}&rewind=3"))
+        .await
+        .unwrap();
+    a.read_markers("live", 1, TIMEOUT).await.unwrap();
+    let r6 = round(6, "crash", "multiplier");
+    edge.store(events(New, std::slice::from_ref(&r6)))
+        .await
+        .unwrap();
+    a.read_frames(6, TIMEOUT).await.unwrap();
+    assert_eq!(
+        a.text(),
+        format!(
+            "{RETRY}{}{}{}{}{}",
+            frame("message", &rounds[2]),
+            frame("message", &r4b),
+            frame("message", &rounds[4]),
+            frame_at("update", "5.1", &r4b),
+            frame("message", &r6)
+        )
+    );
+    assert_eq!(
+        live_markers(&a),
+        [(5, json!({"stream": "game:crash", "replayed": 4}))]
+    );
+
+    // More than the stream holds: all of it. On a type stream too.
+    let mut b = edge
+        .sse(&format!("/sse/type/multiplier?api_key={key}&rewind=100"))
+        .await
+        .unwrap();
+    b.read_markers("live", 1, TIMEOUT).await.unwrap();
+    assert_eq!(b.frames().len(), 8, "{}", b.text());
+    assert_eq!(
+        live_markers(&b),
+        [(8, json!({"stream": "type:multiplier", "replayed": 7}))]
+    );
+
+    // With a resume point, rewind is ignored.
+    let mut c = edge
+        .sse_with(
+            &format!("/sse/crash?api_key={key}&rewind=50"),
+            &[("last-event-id", "6")],
+        )
+        .await
+        .unwrap();
+    c.read_markers("live", 1, TIMEOUT).await.unwrap();
+    assert_eq!(c.text(), RETRY);
+    assert_eq!(
+        live_markers(&c),
+        [(1, json!({"stream": "game:crash", "replayed": 0}))]
+    );
+
+    // Multiplexed: per member, each member's rounds then its `live`.
+    let mut d = edge
+        .sse(&format!(
+            "/sse?api_key={key}&games=crash&types=multiplier&rewind=2"
+        ))
+        .await
+        .unwrap();
+    d.read_markers("live", 2, TIMEOUT).await.unwrap();
+    // Each member: round 5, the update sent after it, round 6.
+    assert_eq!(d.frames().len(), 7, "{}", d.text());
+    // Each opening is written whole in one step: the last one ends with
+    // both members at round 6.
+    assert!(
+        d.text()
+            .ends_with(&frame_at("message", "g:crash:6,t:multiplier:6", &r6)),
+        "{}",
+        d.text()
+    );
+    let mut streams: Vec<String> = d
+        .markers_of("live")
+        .iter()
+        .map(|m| {
+            assert_eq!(m.data["replayed"], 3);
+            m.data["stream"].as_str().unwrap().to_string()
+        })
+        .collect();
+    streams.sort();
+    assert_eq!(streams, ["game:crash", "type:multiplier"]);
+
+    // Out of range or not a number: 400 before anything opens.
+    for bad in ["0", "101", "-1", "x", ""] {
+        let response = edge
+            .http
+            .get(edge.url(&format!("/sse/crash?api_key={key}&rewind={bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "rewind={bad}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

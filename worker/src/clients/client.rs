@@ -27,16 +27,17 @@ use crate::access::{keys, limits};
 use crate::clients::feed::{self, Feed, Sink};
 use crate::config::StreamConfig;
 use crate::error::ApiResult;
+use crate::fanout::message::Start;
 use crate::platform::{now_ms, timers};
 
-/// Opens a client's stream of `members` (each with its resume point):
+/// Opens a client's stream of `members` (each with where it starts):
 /// joins a feed of each and returns the streaming response.
 pub(crate) async fn open(
     req: &Request,
     env: &Env,
     ctx: Context,
     admitted: Admitted,
-    members: Vec<(StreamName, Option<Position>)>,
+    members: Vec<(StreamName, Start)>,
     multiplexed: bool,
 ) -> ApiResult<Response> {
     let config = crate::config::get(env).stream;
@@ -69,10 +70,13 @@ pub(crate) async fn open(
     let cursor = multiplexed.then(|| {
         members
             .iter()
-            .filter_map(|(s, id)| id.map(|id| (s.clone(), id)))
+            .filter_map(|(s, start)| match start {
+                Start::After(id) => Some((s.clone(), *id)),
+                Start::Latest | Start::Rewind(_) => None,
+            })
             .collect::<Cursor>()
     });
-    let resumes: Vec<Option<Position>> = members.iter().map(|(_, id)| *id).collect();
+    let starts: Vec<Start> = members.iter().map(|(_, start)| *start).collect();
     let client = Rc::new(Client {
         id: crate::isolate::get::<ClientIds>().next(),
         names: members.into_iter().map(|(s, _)| s).collect(),
@@ -107,9 +111,9 @@ pub(crate) async fn open(
         client
             .names
             .iter()
-            .zip(resumes)
+            .zip(starts)
             .enumerate()
-            .map(|(index, (stream, resume))| feed::join(&sink, index, stream, resume)),
+            .map(|(index, (stream, start))| feed::join(&sink, index, stream, start)),
     )
     .await;
     for result in joined {

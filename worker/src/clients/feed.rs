@@ -24,14 +24,15 @@ use std::time::Duration;
 
 use futures_channel::oneshot;
 use js_sys::Uint8Array;
-use shared::cursor::{Position, StreamName};
+use shared::cursor::StreamName;
+use shared::sse;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, WebSocket};
 
 use crate::error::{Error, Kind, Result};
 use crate::fanout::feed::{Action, FeedCore, Frames, Handle, MemberId};
-use crate::fanout::message::{FeedResume, MessageHead};
+use crate::fanout::message::{FeedResume, MessageHead, Start};
 use crate::objects::protocol::{JoinRefused, stream_object};
 use crate::objects::stubs::{Opening, RelayStub, StreamStub, Subscription};
 use crate::platform::deadline::within;
@@ -429,7 +430,7 @@ async fn try_join(
     feed: &Rc<Feed>,
     client: &Rc<dyn Sink>,
     index: usize,
-    resume: Option<Position>,
+    start: Start,
 ) -> Result<bool> {
     if !feed.ensure_live(client).await {
         return Ok(false);
@@ -441,18 +442,19 @@ async fn try_join(
     // attached in one synchronous step.
     let from_feed = {
         let core = feed.core.borrow();
-        match resume {
-            None => core.fresh_opening(),
-            Some(position) => core
+        match start {
+            Start::Latest => core.fresh_opening(),
+            Start::After(position) => core
                 .anchor(position)
                 .map(|after| (after, Uint8Array::new_with_length(0))),
+            Start::Rewind(_) => None,
         }
     };
     let (after, frames) = match from_feed {
         Some(opening) => opening,
         None => {
             let Opening { after, frames } = StreamStub::of(client.env(), &feed.stream)?
-                .opening(resume)
+                .opening(start)
                 .await?;
             // A client gone meanwhile is not attached; `open` sees it ended.
             if client.has_ended() {
@@ -468,23 +470,30 @@ async fn try_join(
     let Some(first) = first else {
         return Ok(false);
     };
+    // The opening, what the feed delivered since, then the live marker,
+    // in the same step as the attach: nothing comes between them.
+    let mut replayed = 0;
     for frames in &first {
+        replayed += sse::count_replayed(&frames.to_vec());
         client.deliver(index, frames);
     }
+    let live = sse::live_frame(&stream_object(&feed.stream), replayed);
+    client.deliver(index, &Uint8Array::from(live.as_slice()));
     Ok(true)
 }
 
-/// Joins `client` to a feed of `stream` as its member `index`, resuming
-/// after `resume`: the client gets its opening, then every frame after it.
+/// Joins `client` to a feed of `stream` as its member `index`, starting
+/// at `start`: the client gets its opening, the `live` marker, then every
+/// frame after it.
 pub(crate) async fn join(
     client: &Rc<dyn Sink>,
     index: usize,
     stream: &StreamName,
-    resume: Option<Position>,
+    start: Start,
 ) -> Result<()> {
     for _ in 0..ATTEMPTS {
         let feed = Feed::for_stream(client.env(), stream);
-        let joined = try_join(&feed, client, index, resume).await;
+        let joined = try_join(&feed, client, index, start).await;
         feed.core.borrow_mut().unreserve();
         match joined {
             Ok(true) => {

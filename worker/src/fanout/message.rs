@@ -15,6 +15,23 @@ pub(crate) enum FeedResume {
     At(Position),
 }
 
+/// The most rounds a stream may open with (`rewind=N`).
+pub(crate) const MAX_REWIND: u32 = 100;
+
+/// Where one client's stream of one member starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// With the stream's latest round as `initial`.
+    Latest,
+    /// With the stream's last `n` rounds (1 to [`MAX_REWIND`]) by arrival
+    /// as `message`, oldest first, and the updates sent since the first of
+    /// them: `rewind=N` on a first connection.
+    Rewind(u32),
+    /// After this position: everything missed since (or a reset and the
+    /// latest round when the stream no longer holds it).
+    After(Position),
+}
+
 /// The head of every message a stream object sends on a socket: the
 /// message's number in the stream (one counter for every socket and relay),
 /// the stream's position once the message is read (`None`: no round yet),

@@ -56,6 +56,40 @@ pub(crate) fn backlog<'a>(
     out
 }
 
+/// What a client opening with its stream's last rounds gets (`rewind=N`):
+/// `rows`, the last rounds by arrival in order, each as a `message` with its
+/// current body, and the updates sent since the first of them arrived,
+/// placed as a resume would place them. Exactly what a client resuming
+/// from just before the first round would get, minus the updates sent
+/// before it arrived (they correct older rounds, which the client does not
+/// hold); so its ids are the usual ones, and a resume from any of them
+/// continues exactly.
+pub(crate) fn rewind<'a>(
+    rows: &'a [StoredRound],
+    updates: &'a [StoredUpdate],
+) -> Vec<(&'static str, Position, &'a str)> {
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    let since = updates
+        .iter()
+        .position(|u| u.after_seq >= first.seq)
+        .unwrap_or(updates.len());
+    let updates = updates.get(since..).unwrap_or_default();
+    // Updates are logged in order, so those after the first round's
+    // arrival are a tail; each is placed after the round newest then.
+    let mut out = backlog(first, rows.get(1..).unwrap_or_default(), updates);
+    out.insert(
+        0,
+        (
+            EVENT_MESSAGE,
+            Position::round(first.round_id),
+            first.json.as_str(),
+        ),
+    );
+    out
+}
+
 fn update_entry<'a>(
     head: &StoredRound,
     update: &'a StoredUpdate,
@@ -179,6 +213,41 @@ mod tests {
         .map(|(e, p, j)| (e.to_string(), p.to_string(), j.to_string()));
         assert_eq!(got, want);
         assert!(backlog(&anchor, &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_rewind_is_its_rounds_and_the_updates_since_the_first_arrived() {
+        // Rounds 10..=13 arrived as seq 1..=4; a rewind of 3 holds 11, 12, 13.
+        let rows = [row(2, 11), row(3, 12), row(4, 13)];
+        // u5 corrected an older round while 10 was newest: not the client's.
+        let updates = [
+            update(5, 1, "old"),
+            update(6, 2, "a"),
+            update(7, 2, "b"),
+            update(8, 4, "c"),
+        ];
+        let got: Vec<(String, String, String)> = rewind(&rows, &updates)
+            .into_iter()
+            .map(|(e, p, j)| (e.to_string(), p.to_string(), j.to_string()))
+            .collect();
+        let want = [
+            ("message", "11", "r11"),
+            ("update", "11.6", "a"),
+            ("update", "11.7", "b"),
+            ("message", "12", "r12"),
+            ("message", "13", "r13"),
+            ("update", "13.8", "c"),
+        ]
+        .map(|(e, p, j)| (e.to_string(), p.to_string(), j.to_string()));
+        assert_eq!(got, want);
+        // What follows any of these ids is what a resume from it gets.
+        let resumed: Vec<String> = backlog(&rows[0], &rows[1..], &updates[1..])
+            .into_iter()
+            .map(|(_, p, _)| p.to_string())
+            .collect();
+        assert_eq!(resumed, ["11.6", "11.7", "12", "13", "13.8"]);
+        assert!(rewind(&[], &updates).is_empty());
+        assert_eq!(rewind(&rows[..1], &[]).len(), 1);
     }
 
     fn round_at(round_id: i64, timestamp: i64, multiplier: &str) -> (Round, String) {

@@ -16,8 +16,8 @@ use shared::cursor::Position;
 use shared::sse::{self, EVENT_INITIAL, EVENT_RESET};
 use worker::{Result, SqlStorage, SqlStorageValue, State};
 
-use crate::fanout::message::Outbox;
-use crate::fanout::store::{StoredRound, StoredUpdate, backlog};
+use crate::fanout::message::{Outbox, Start};
+use crate::fanout::store::{self, StoredRound, StoredUpdate, backlog};
 use crate::objects::relays;
 
 /// The history of one stream object.
@@ -184,71 +184,87 @@ impl History {
             round_id: 0,
             json: String::new(),
         };
-        for (event, id, json) in backlog(&anchor, &rows, &updates) {
-            out.extend(sse::round_frame(event, id, json).map_err(to_err)?, Some(id));
+        extend_backlog(&mut out, &anchor, &rows, &updates)?;
+        Ok(out)
+    }
+
+    /// What a client must see first: the latest round as `initial`; or
+    /// its last rounds (a rewind); or, resuming, everything after its
+    /// `Last-Event-ID`; or, when that id is no longer held, a `reset` and
+    /// the latest round.
+    pub(crate) fn opening(&self, name: &str, start: Start) -> Result<Outbox> {
+        let mut out = Outbox::default();
+        match start {
+            Start::Latest => self.push_initial(&mut out)?,
+            Start::Rewind(n) => self.rewind(&mut out, n)?,
+            Start::After(position) => match self.find(position.round)? {
+                Some(anchor) => self.resume(&mut out, &anchor, position.update)?,
+                None => {
+                    // No `id:`: the client keeps its Last-Event-ID until the
+                    // `initial` that follows replaces it.
+                    let data = serde_json::json!({ "stream": name }).to_string();
+                    out.extend(
+                        sse::Frame::new()
+                            .event(EVENT_RESET)
+                            .map_err(to_err)?
+                            .data(&data)
+                            .finish(),
+                        None,
+                    );
+                    self.push_initial(&mut out)?;
+                }
+            },
         }
         Ok(out)
     }
 
-    /// What a client must see first: the latest round as `initial`; or,
-    /// resuming, everything after its `Last-Event-ID`; or, when that id is
-    /// no longer held, a `reset` and the latest round.
-    pub(crate) fn opening(&self, name: &str, resume: Option<Position>) -> Result<Outbox> {
-        let mut out = Outbox::default();
-        let anchor = match resume {
-            Some(position) => self
-                .sql_rows(
-                    "SELECT seq, round_id, json FROM rounds WHERE round_id = ?",
-                    vec![position.round.into()],
-                )?
-                .pop(),
-            None => None,
-        };
-        match (resume, anchor) {
-            (Some(position), Some(anchor)) => {
-                let rows = self.sql_rows(
-                    "SELECT seq, round_id, json FROM rounds WHERE seq > ? ORDER BY seq",
-                    vec![anchor.seq.into()],
-                )?;
-                let updates: Vec<StoredUpdate> = self
-                    .sql
-                    .exec(
-                        "SELECT useq, json, after_seq FROM updates
-                         WHERE after_seq > ? OR (after_seq = ? AND useq > ?) ORDER BY useq",
-                        vec![
-                            anchor.seq.into(),
-                            anchor.seq.into(),
-                            position.update.unwrap_or(0).into(),
-                        ],
-                    )?
-                    .to_array()?;
-                for (event, id, json) in backlog(&anchor, &rows, &updates) {
-                    out.extend(sse::round_frame(event, id, json).map_err(to_err)?, Some(id));
-                }
-            }
-            (Some(_), None) => {
-                // No `id:`: the client keeps its Last-Event-ID until the
-                // `initial` that follows replaces it.
-                let data = serde_json::json!({ "stream": name }).to_string();
-                out.extend(
-                    sse::Frame::new()
-                        .event(EVENT_RESET)
-                        .map_err(to_err)?
-                        .data(&data)
-                        .finish(),
-                    None,
-                );
-                if let Some(latest) = self.latest()? {
-                    out.extend(frame(EVENT_INITIAL, &latest)?, None);
-                }
-            }
-            (None, _) => {
-                if let Some(latest) = self.latest()? {
-                    out.extend(frame(EVENT_INITIAL, &latest)?, None);
-                }
-            }
+    fn push_initial(&self, out: &mut Outbox) -> Result<()> {
+        if let Some(latest) = self.latest()? {
+            out.extend(frame(EVENT_INITIAL, &latest)?, None);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Every round after `anchor` and every update after the position
+    /// (`anchor`, `update`), as the stream sent them.
+    fn resume(&self, out: &mut Outbox, anchor: &StoredRound, update: Option<i64>) -> Result<()> {
+        let rows = self.sql_rows(
+            "SELECT seq, round_id, json FROM rounds WHERE seq > ? ORDER BY seq",
+            vec![anchor.seq.into()],
+        )?;
+        let updates: Vec<StoredUpdate> = self
+            .sql
+            .exec(
+                "SELECT useq, json, after_seq FROM updates
+                 WHERE after_seq > ? OR (after_seq = ? AND useq > ?) ORDER BY useq",
+                vec![
+                    anchor.seq.into(),
+                    anchor.seq.into(),
+                    update.unwrap_or(0).into(),
+                ],
+            )?
+            .to_array()?;
+        extend_backlog(out, anchor, &rows, &updates)
+    }
+
+    /// A rewind of the last `n` rounds by arrival (see [`store::rewind`]).
+    fn rewind(&self, out: &mut Outbox, n: u32) -> Result<()> {
+        let mut rows = self.sql_rows(
+            "SELECT seq, round_id, json FROM rounds ORDER BY seq DESC LIMIT ?",
+            vec![i64::from(n).into()],
+        )?;
+        rows.reverse();
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let updates: Vec<StoredUpdate> = self
+            .sql
+            .exec(
+                "SELECT useq, json, after_seq FROM updates WHERE after_seq >= ? ORDER BY useq",
+                vec![first.seq.into()],
+            )?
+            .to_array()?;
+        extend_frames(out, store::rewind(&rows, &updates))
     }
 
     pub(crate) fn count(&self) -> Result<i64> {
@@ -388,6 +404,24 @@ impl History {
             )?
             .pop())
     }
+}
+
+/// The frames of a [`backlog`], each with its position.
+fn extend_backlog(
+    out: &mut Outbox,
+    anchor: &StoredRound,
+    rows: &[StoredRound],
+    updates: &[StoredUpdate],
+) -> Result<()> {
+    extend_frames(out, backlog(anchor, rows, updates))
+}
+
+/// Rounds and updates as frames, each with its position.
+fn extend_frames(out: &mut Outbox, entries: Vec<(&str, Position, &str)>) -> Result<()> {
+    for (event, id, json) in entries {
+        out.extend(sse::round_frame(event, id, json).map_err(to_err)?, Some(id));
+    }
+    Ok(())
 }
 
 fn frame(event: &str, row: &StoredRound) -> Result<Vec<u8>> {

@@ -12,9 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 use shared::RoundEvent;
-use shared::cursor::{Position, StreamName};
+use shared::cursor::StreamName;
 
-pub(crate) use crate::fanout::message::FeedResume;
+pub(crate) use crate::fanout::message::{FeedResume, MAX_REWIND, Start};
 pub(crate) use crate::fanout::relay::JoinRefused;
 pub(crate) use crate::fanout::relays::Ticket;
 
@@ -168,8 +168,8 @@ pub(crate) enum StreamCall {
     /// What a client must see first, and the number of the last message
     /// it already covers: an [`OpeningHead`] and the frames.
     Opening {
-        /// The client's last position.
-        resume: Option<Position>,
+        /// Where the client's stream starts.
+        start: Start,
     },
     /// The newest round's JSON, or `null` when none is stored.
     Latest,
@@ -212,11 +212,12 @@ impl StreamCall {
                 }
                 wire(Verb::Get, "/subscribe", &query, true)
             }
-            Self::Opening { resume } => {
-                let query: Vec<(&str, String)> = resume
-                    .iter()
-                    .map(|id| ("last_event_id", id.to_string()))
-                    .collect();
+            Self::Opening { start } => {
+                let query = match start {
+                    Start::Latest => Vec::new(),
+                    Start::Rewind(n) => vec![("rewind", n.to_string())],
+                    Start::After(id) => vec![("last_event_id", id.to_string())],
+                };
                 wire(Verb::Get, "/opening", &query, false)
             }
             Self::Latest => wire(Verb::Get, "/latest", &[], false),
@@ -260,7 +261,12 @@ impl StreamCall {
                 full: t.param("full")?,
             },
             (Verb::Get, "/opening") => Self::Opening {
-                resume: t.param("last_event_id")?,
+                start: match (t.param("last_event_id")?, t.param::<u32>("rewind")?) {
+                    (Some(position), None) => Start::After(position),
+                    (None, Some(n)) if (1..=MAX_REWIND).contains(&n) => Start::Rewind(n),
+                    (None, None) => Start::Latest,
+                    _ => return Err(Refusal::bad("bad opening")),
+                },
             },
             (Verb::Get, "/latest") => Self::Latest,
             (Verb::Get, "/rounds") => Self::Rounds {

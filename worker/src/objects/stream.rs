@@ -24,7 +24,7 @@ use worker::{
 use crate::fanout::message::{MessageHead, Outbox};
 use crate::fanout::store::{self, Stored};
 use crate::objects::history::{History, to_err};
-use crate::objects::protocol::{Closed, FeedResume, StreamCall};
+use crate::objects::protocol::{Closed, FeedResume, Start, StreamCall};
 use crate::objects::relays::Relays;
 use crate::objects::stubs;
 
@@ -81,9 +81,9 @@ impl DurableObject for StreamObject {
                 }
                 self.subscribe(&name, resume, full).await
             }
-            StreamCall::Opening { resume } => {
+            StreamCall::Opening { start } => {
                 self.openings.set(self.openings.get() + 1);
-                let opening = self.history.opening(&name, resume)?;
+                let opening = self.history.opening(&name, start)?;
                 let after = self.relays.counter(&self.state)?;
                 let frames: Vec<u8> = opening.messages().flatten().copied().collect();
                 stubs::opening_reply(after, &frames)
@@ -173,7 +173,7 @@ impl StreamObject {
         let opening = match resume {
             FeedResume::Live => Outbox::default(),
             FeedResume::Start => self.history.everything()?,
-            FeedResume::At(position) => self.history.opening(name, Some(position))?,
+            FeedResume::At(position) => self.history.opening(name, Start::After(position))?,
         };
         let after = self.relays.counter(&self.state)?;
         let head = self.history.head()?;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use js_sys::Uint8Array;
-use shared::cursor::{Position, StreamName};
+use shared::cursor::StreamName;
 use shared::{IngestReply, RoundEvent};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub, WebSocket};
@@ -18,7 +18,8 @@ use crate::config::{DIRECTORY, RELAYS, STREAMS};
 use crate::error::{Error, Kind, Result};
 use crate::objects::protocol::{
     self, Closed, DirectoryCall, FeedResume, GameEntry, JoinRefused, JoinReply, OBJECT_HEADER,
-    OpeningHead, PlacementHead, Refusal, RelayCall, RelayCount, StreamCall, Ticket, Verb, Wire,
+    OpeningHead, PlacementHead, Refusal, RelayCall, RelayCount, Start, StreamCall, Ticket, Verb,
+    Wire,
 };
 use crate::platform::deadline::within;
 
@@ -288,9 +289,9 @@ impl StreamStub {
         bytes(self.call(&call).await?, "relay-idle").await.map(drop)
     }
 
-    /// What a client must see first, resuming after `resume`.
-    pub(crate) async fn opening(&self, resume: Option<Position>) -> Result<Opening> {
-        let response = self.call(&StreamCall::Opening { resume }).await?;
+    /// What a client must see first, starting at `start`.
+    pub(crate) async fn opening(&self, start: Start) -> Result<Opening> {
+        let response = self.call(&StreamCall::Opening { start }).await?;
         answered(&response, "opening")?;
         let body = array_buffer(response).await?;
         let (head, frames) = split(&body, OpeningHead::LEN)

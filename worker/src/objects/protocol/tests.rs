@@ -1,5 +1,6 @@
 //! Tests of the parent module.
 
+use shared::cursor::Position;
 use shared::{EventKind, Round};
 
 use super::*;
@@ -59,8 +60,14 @@ fn every_stream_call_round_trips() {
             stream_round_trip(StreamCall::Subscribe { resume, full });
         }
     }
-    stream_round_trip(StreamCall::Opening { resume: None });
-    stream_round_trip(StreamCall::Opening { resume: Some(at) });
+    for start in [
+        Start::Latest,
+        Start::After(at),
+        Start::Rewind(1),
+        Start::Rewind(MAX_REWIND),
+    ] {
+        stream_round_trip(StreamCall::Opening { start });
+    }
     stream_round_trip(StreamCall::Latest);
     stream_round_trip(StreamCall::Rounds {
         limit: 5,
@@ -125,6 +132,18 @@ fn every_relay_and_directory_call_round_trips() {
 #[test]
 fn what_is_no_call_is_refused_with_its_reason() {
     let refused = |r: Result<StreamCall, Refusal>| r.map_err(|r| r.status);
+    for bad in [
+        "/opening?rewind=0",
+        "/opening?rewind=101",
+        "/opening?rewind=-1",
+        "/opening?rewind=2&last_event_id=3",
+    ] {
+        assert_eq!(
+            refused(StreamCall::decode(Verb::Get, bad, b"")),
+            Err(400),
+            "{bad}"
+        );
+    }
     assert_eq!(
         refused(StreamCall::decode(Verb::Post, "/latest", b"")),
         Err(404)

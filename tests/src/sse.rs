@@ -168,6 +168,27 @@ impl SseClient {
         Ok(())
     }
 
+    /// Reads until the markers received satisfy `until`; fails after
+    /// `timeout`.
+    pub async fn read_markers_until(
+        &mut self,
+        until: impl Fn(&[Marker]) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !until(&self.markers) {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .with_context(|| format!("timed out; markers so far {:?}", self.markers))?
+                .context("reading the SSE stream")?;
+            match chunk {
+                Some(bytes) => self.take(&bytes),
+                None => bail!("stream ended; markers so far {:?}", self.markers),
+            }
+        }
+        Ok(())
+    }
+
     /// Everything received, as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.received).into_owned()

@@ -134,6 +134,9 @@ pub(crate) struct FeedConfig {
     /// connection: `fanout::feed::work`) before another member takes the
     /// socket over.
     pub(crate) rotate_after: u64,
+    /// `VIEWERS_SECS`: each hop of the viewer counts (feed, relay, stream
+    /// object) tells a changed count on at most this often.
+    pub(crate) viewers_every: Duration,
 }
 
 /// Fault injection for tests: only where `ALLOW_FAULTS=1`, which the
@@ -329,6 +332,7 @@ impl Config {
         let feed = FeedConfig {
             group: r.number("FEED_GROUP", 0, 0, usize::MAX),
             rotate_after: r.number("FEED_ROTATE_AFTER", 200_000, 1, u64::MAX),
+            viewers_every: secs(r.number("VIEWERS_SECS", 10, 1, 3600)),
         };
         let relay_capacity = r.number("RELAY_CAPACITY", 10_000, 1, MAX_RELAY_CAPACITY) as usize;
         let allowed = r.choice("ALLOW_FAULTS", &["0", "1"], "0", "0") == "1";

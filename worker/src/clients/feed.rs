@@ -31,9 +31,9 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, WebSocket};
 
 use crate::error::{Error, Kind, Result};
-use crate::fanout::feed::{Action, FeedCore, Frames, Handle, MemberId};
+use crate::fanout::feed::{Action, Caller, FeedCore, Frames, Handle, MemberId};
 use crate::fanout::message::{FeedResume, MessageHead, Start};
-use crate::objects::protocol::{JoinRefused, stream_object};
+use crate::objects::protocol::{JoinRefused, SocketNote, stream_object};
 use crate::objects::stubs::{Opening, RelayStub, StreamStub, Subscription};
 use crate::platform::deadline::within;
 use crate::platform::now_ms;
@@ -155,7 +155,10 @@ impl Feed {
                 let feed = Rc::new(Self {
                     stream: stream.clone(),
                     env: env.clone(),
-                    core: RefCell::new(FeedCore::new(config.rotate_after)),
+                    core: RefCell::new(FeedCore::new(
+                        config.rotate_after,
+                        config.viewers_every.as_millis() as f64,
+                    )),
                     socket: RefCell::new(None),
                     waiting: RefCell::default(),
                 });
@@ -286,10 +289,17 @@ impl Feed {
         let feed = Rc::downgrade(self);
         let on_message = Handler::new(move |event: JsValue| {
             let data = event.unchecked_into::<web_sys::MessageEvent>().data();
-            if let (Some(feed), Ok(buffer)) =
-                (feed.upgrade(), data.dyn_into::<js_sys::ArrayBuffer>())
-            {
-                feed.on_message(&Uint8Array::new(&buffer));
+            let Some(feed) = feed.upgrade() else {
+                return;
+            };
+            // Frames come as binary messages, notes (viewers) as text.
+            match data.dyn_into::<js_sys::ArrayBuffer>() {
+                Ok(buffer) => feed.on_message(&Uint8Array::new(&buffer)),
+                Err(data) => {
+                    if let Some(text) = data.as_string() {
+                        feed.on_note(&text);
+                    }
+                }
             }
         });
         let feed = Rc::downgrade(self);
@@ -340,6 +350,43 @@ impl Feed {
             .borrow_mut()
             .on_message(&head, frames, initial, now_ms());
         self.carry_out(actions);
+        self.report(Caller::Socket);
+    }
+
+    /// A text message from the socket's other end: the stream's viewers,
+    /// for every member.
+    fn on_note(&self, text: &str) {
+        let Some(SocketNote::Viewers(viewers)) = SocketNote::decode(text) else {
+            return;
+        };
+        let to = self.core.borrow_mut().viewers(viewers);
+        let frame = self.viewers_frame(viewers);
+        for (member, index) in to {
+            if let Some(client) = member.client.upgrade() {
+                client.deliver(index, &frame);
+            }
+        }
+    }
+
+    fn viewers_frame(&self, viewers: u64) -> Uint8Array {
+        let frame = sse::viewers_frame(&stream_object(&self.stream), viewers);
+        Uint8Array::from(frame.as_slice())
+    }
+
+    /// Tells the socket's other end how many clients the feed serves, when
+    /// that is due (see [`FeedCore::report`]); `from` says whose request
+    /// this runs in.
+    fn report(&self, from: Caller) {
+        let Some(members) = self.core.borrow_mut().report(from, now_ms()) else {
+            return;
+        };
+        if let Some(socket) = self.socket.borrow().as_ref()
+            && let Err(err) = socket
+                .socket
+                .send_with_str(SocketNote::Members(members).encode())
+        {
+            worker::console_warn!("feed of {}: telling its members failed: {err}", self.stream);
+        }
     }
 
     /// A member left (see [`FeedCore::detach`]).
@@ -356,6 +403,7 @@ impl Feed {
             .borrow_mut()
             .watch(&Member::of(member), now, stale_after);
         self.carry_out(actions);
+        self.report(Caller::Member(member.id()));
     }
 
     /// Whether `id` is this feed's heir.
@@ -479,6 +527,13 @@ async fn try_join(
     }
     let live = sse::live_frame(&stream_object(&feed.stream), replayed);
     client.deliver(index, &Uint8Array::from(live.as_slice()));
+    let viewers = feed.core.borrow().viewers_known();
+    if let Some(viewers) = viewers {
+        client.deliver(index, &feed.viewers_frame(viewers));
+    }
+    // The feed's opener joins in the socket's own request: it can tell the
+    // other end at once.
+    feed.report(Caller::Member(client.id()));
     Ok(true)
 }
 

@@ -20,6 +20,7 @@ use shared::cursor::Position;
 
 use crate::fanout::message::{FeedResume, MessageHead};
 use crate::fanout::ring::Ring;
+use crate::fanout::viewers::{Tell, Throttle};
 
 /// Messages kept for clients still joining: at most this many…
 pub(crate) const RING_MESSAGES: usize = 64;
@@ -100,6 +101,15 @@ pub(crate) enum Phase {
     Closed,
 }
 
+/// Where a call into the feed runs (see [`FeedCore::report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// A callback of the socket: in its owner's request.
+    Socket,
+    /// In this member's own request: its timer's tick, or its join.
+    Member(MemberId),
+}
+
 /// What the shell must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Action<F, M> {
@@ -160,6 +170,11 @@ pub(crate) struct FeedCore<F, M> {
     /// Joiners whose opening is at least this number get what they miss
     /// from the ring.
     covered_from: u64,
+    /// The member count last told to the socket's other end (see
+    /// [`Self::report`]).
+    reported: Throttle,
+    /// The stream's viewers as the other end last told them.
+    viewers: Option<u64>,
     /// Work done since the current socket opened (see [`work`]): it runs in the owner's request and counts
     /// against its CPU limit, so past `rotate_after` another member takes
     /// the socket over.
@@ -169,8 +184,8 @@ pub(crate) struct FeedCore<F, M> {
 
 impl<F: Frames, M: Handle> FeedCore<F, M> {
     /// A new feed; its owner hands the socket on after `rotate_after` units
-    /// of work.
-    pub(crate) fn new(rotate_after: u64) -> Self {
+    /// of work, and tells its member count at most every `viewers_every_ms`.
+    pub(crate) fn new(rotate_after: u64, viewers_every_ms: f64) -> Self {
         Self {
             phase: Phase::Idle,
             owner: None,
@@ -183,6 +198,8 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
             ring: Ring::new(RING_MESSAGES, RING_MS, RING_BYTES),
             anchors_from: 0,
             covered_from: u64::MAX,
+            reported: Throttle::new(viewers_every_ms),
+            viewers: None,
             spent: 0,
             rotate_after: rotate_after.max(1),
         }
@@ -297,6 +314,8 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
         self.covered_from = number;
         self.anchors_from = number;
         self.phase = Phase::Live;
+        // A new socket: its other end knows nothing of this feed yet.
+        self.reported.forget();
         self.spent = 0;
         let mut actions = Vec::new();
         if !frames.is_empty() {
@@ -331,6 +350,45 @@ impl<F: Frames, M: Handle> FeedCore<F, M> {
             }
         }
         actions
+    }
+
+    /// The member count to tell the socket's other end, if it is due: only
+    /// from the owner's request (the socket's own callbacks, or the owner's
+    /// timer or join: workerd lets no other request write to the socket),
+    /// while the feed is live and has members (an empty one closes its
+    /// socket, which counts it out), at once on a new socket, and then at
+    /// most once per period (a crowd joining costs one message per period,
+    /// not one per client). Offered again at every message and owner tick,
+    /// so no change stays untold.
+    pub(crate) fn report(&mut self, from: Caller, now: f64) -> Option<u64> {
+        let owner = self.owner?;
+        if self.phase != Phase::Live || self.members.is_empty() {
+            return None;
+        }
+        if let Caller::Member(id) = from
+            && id != owner
+        {
+            return None;
+        }
+        match self.reported.offer(self.members.len() as u64, now) {
+            Tell::Now(count) => Some(count),
+            Tell::At(_) | Tell::Nothing => None,
+        }
+    }
+
+    /// The other end told the stream's viewers: the members to tell.
+    pub(crate) fn viewers(&mut self, viewers: u64) -> Vec<(M, usize)> {
+        self.viewers = Some(viewers);
+        self.members
+            .iter()
+            .map(|m| (m.handle.clone(), m.index))
+            .collect()
+    }
+
+    /// The stream's viewers, once the other end told them: a member joining
+    /// gets them right after its opening.
+    pub(crate) fn viewers_known(&self) -> Option<u64> {
+        self.viewers
     }
 
     /// What a client without `Last-Event-ID` joins with: the `initial`

@@ -13,6 +13,7 @@
 //! - [`relay`]: a relay's rules: which joins it takes, which pushes it
 //!   sends.
 //! - [`ring`]: the one ring buffer of recent messages.
+//! - [`viewers`]: viewer counts told from hop to hop, throttled.
 
 pub(crate) mod feed;
 pub(crate) mod message;
@@ -20,3 +21,4 @@ pub(crate) mod relay;
 pub(crate) mod relays;
 pub(crate) mod ring;
 pub(crate) mod store;
+pub(crate) mod viewers;

@@ -91,6 +91,7 @@ impl History {
             None,
         )?;
         sql.exec(relays::SCHEMA, None)?;
+        sql.exec(relays::VIEWERS_SCHEMA, None)?;
         self.tables.set(true);
         Ok(())
     }

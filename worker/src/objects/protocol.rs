@@ -193,6 +193,15 @@ pub(crate) enum StreamCall {
         /// The relay's index.
         relay: u32,
     },
+    /// The stream's viewers: [`Viewers`].
+    Viewers,
+    /// A relay's sockets serve this many clients.
+    RelayViewers {
+        /// The relay's index.
+        relay: u32,
+        /// Clients its sockets serve.
+        viewers: u64,
+    },
 }
 
 impl StreamCall {
@@ -234,6 +243,16 @@ impl StreamCall {
                 Verb::Post,
                 "/relay-idle",
                 &[("relay", relay.to_string())],
+                false,
+            ),
+            Self::Viewers => wire(Verb::Get, "/viewers", &[], false),
+            Self::RelayViewers { relay, viewers } => wire(
+                Verb::Post,
+                "/relay-viewers",
+                &[
+                    ("relay", relay.to_string()),
+                    ("viewers", viewers.to_string()),
+                ],
                 false,
             ),
         }
@@ -281,6 +300,11 @@ impl StreamCall {
             ),
             (Verb::Post, "/relay-idle") => Self::RelayIdle {
                 relay: t.required("relay")?,
+            },
+            (Verb::Get, "/viewers") => Self::Viewers,
+            (Verb::Post, "/relay-viewers") => Self::RelayViewers {
+                relay: t.required("relay")?,
+                viewers: t.required("viewers")?,
             },
             _ => return Err(Refusal::unknown()),
         })
@@ -372,6 +396,8 @@ pub(crate) enum RelayCall {
         /// The stream's last message number then.
         after: u64,
     },
+    /// The stream's viewers, for every socket: a [`RelayCount`].
+    Viewers(u64),
 }
 
 impl RelayCall {
@@ -400,6 +426,12 @@ impl RelayCall {
             Self::Stop { after } => {
                 wire(Verb::Post, "/stop", &[("after", after.to_string())], false)
             }
+            Self::Viewers(viewers) => wire(
+                Verb::Post,
+                "/viewers",
+                &[("viewers", viewers.to_string())],
+                false,
+            ),
         }
     }
 
@@ -421,6 +453,7 @@ impl RelayCall {
             (Verb::Post, "/stop") => Self::Stop {
                 after: t.required("after")?,
             },
+            (Verb::Post, "/viewers") => Self::Viewers(t.required("viewers")?),
             _ => return Err(Refusal::unknown()),
         })
     }
@@ -442,6 +475,47 @@ pub(crate) struct RelayCount {
     pub(crate) sockets: u64,
     /// The instance's id.
     pub(crate) instance: String,
+}
+
+/// The answer of [`StreamCall::Viewers`], and `GET /api/games/:game/viewers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Viewers {
+    /// Clients the stream has open, across every isolate and relay.
+    pub(crate) viewers: u64,
+}
+
+/// A text message on a feed socket (its frames travel as binary messages):
+/// the feed tells the other end (the stream object, or a relay) how many
+/// clients it serves; the stream object, or a relay passing it on, tells
+/// the feed the stream's viewers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketNote {
+    /// Feed → object or relay: clients this socket serves.
+    Members(u64),
+    /// Object or relay → feed: clients of the stream.
+    Viewers(u64),
+}
+
+impl SocketNote {
+    /// The note as text: `members 12`, `viewers 1234`.
+    pub(crate) fn encode(&self) -> String {
+        match self {
+            Self::Members(n) => format!("members {n}"),
+            Self::Viewers(n) => format!("viewers {n}"),
+        }
+    }
+
+    /// A note from text; `None` for anything else (a peer's noise is
+    /// ignored).
+    pub(crate) fn decode(text: &str) -> Option<Self> {
+        let (kind, n) = text.split_once(' ')?;
+        let n = n.parse().ok()?;
+        match kind {
+            "members" => Some(Self::Members(n)),
+            "viewers" => Some(Self::Viewers(n)),
+            _ => None,
+        }
+    }
 }
 
 /// The answer of [`StreamCall::Disconnect`].

@@ -7,7 +7,7 @@
 // The `#[durable_object]` macro generates undocumented public glue.
 #![allow(missing_docs)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use worker::{
     DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
@@ -15,7 +15,8 @@ use worker::{
 };
 
 use crate::fanout::relay::{Push, RelayCore};
-use crate::objects::protocol::{RelayCall, RelayCount, Ticket, parse_relay_name};
+use crate::fanout::viewers::{self, Tell, Throttle};
+use crate::objects::protocol::{RelayCall, RelayCount, SocketNote, Ticket, parse_relay_name};
 use crate::objects::stubs::{self, StreamStub};
 use crate::platform::now_ms;
 
@@ -33,15 +34,25 @@ pub struct RelayObject {
     /// Fault injection for tests (`ALLOW_FAULTS`, and
     /// `FAULT_RELAY_PUSH=hang`): pushes are never answered.
     hang_pushes: bool,
+    /// The clients its sockets serve, as last told to the stream object,
+    /// at most once per `VIEWERS_SECS`.
+    audience: RefCell<Throttle>,
+    /// The stream's viewers as the stream object last told them, for
+    /// sockets joining.
+    viewers: Cell<Option<u64>>,
 }
 
 impl DurableObject for RelayObject {
     fn new(state: State, env: Env) -> Self {
+        let config = crate::config::get(&env);
+        let every = config.feed.viewers_every.as_millis() as f64;
         Self {
             state,
             core: RefCell::default(),
             instance: crate::platform::instance_id(),
-            hang_pushes: crate::config::get(&env).faults.relay_pushes_hang,
+            hang_pushes: config.faults.relay_pushes_hang,
+            audience: RefCell::new(Throttle::new(every)),
+            viewers: Cell::new(None),
             env,
         }
     }
@@ -84,6 +95,15 @@ impl DurableObject for RelayObject {
                     let _ = socket.close(Some(1012), Some("stream restarting"));
                 }
                 self.core.borrow_mut().stop(after);
+                self.audience.borrow_mut().forget();
+                self.count()
+            }
+            RelayCall::Viewers(viewers) => {
+                self.viewers.set(Some(viewers));
+                let note = SocketNote::Viewers(viewers).encode();
+                for socket in self.sockets() {
+                    let _ = socket.send_with_str(&note);
+                }
                 self.count()
             }
         }
@@ -91,11 +111,24 @@ impl DurableObject for RelayObject {
 
     async fn websocket_message(
         &self,
-        _ws: WebSocket,
-        _message: WebSocketIncomingMessage,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        // Bridges never speak; ignoring keeps a misbehaving peer harmless.
+        // A feed says how many clients it serves; anything else is ignored,
+        // which keeps a misbehaving peer harmless.
+        if let WebSocketIncomingMessage::String(text) = message
+            && let Some(SocketNote::Members(members)) = SocketNote::decode(&text)
+        {
+            ws.serialize_attachment(members)?;
+            self.report().await?;
+        }
         Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        // A change of the count that came too soon after the last told.
+        self.report().await?;
+        Response::ok("")
     }
 
     async fn websocket_close(
@@ -158,6 +191,10 @@ impl RelayObject {
         for message in &joined.pending {
             raw.send_with_array_buffer(message)?;
         }
+        if let Some(viewers) = self.viewers.get() {
+            pair.server
+                .send_with_str(SocketNote::Viewers(viewers).encode())?;
+        }
         Response::from_websocket(pair.client)
     }
 
@@ -190,9 +227,48 @@ impl RelayObject {
         }
     }
 
+    /// Tells the stream object how many clients the sockets here serve, now
+    /// or at the alarm once that is allowed.
+    async fn report(&self) -> Result<()> {
+        let sockets = self.sockets();
+        let members = viewers::total(
+            sockets.iter().map(|ws| {
+                ws.deserialize_attachment::<u64>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            }),
+            [],
+        );
+        let tell = self.audience.borrow_mut().offer(members, now_ms());
+        match tell {
+            Tell::Now(members) => {
+                let tags = sockets.first().map(|ws| self.state.get_tags(ws));
+                let Some((stream, index)) =
+                    tags.iter().flatten().find_map(|tag| parse_relay_name(tag))
+                else {
+                    return Ok(());
+                };
+                let told = match StreamStub::new(&self.env, stream.to_owned()) {
+                    Ok(stub) => stub.relay_viewers(index, members).await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = told {
+                    worker::console_warn!(
+                        "telling {stream} the viewers of relay {index} failed: {err}"
+                    );
+                }
+            }
+            Tell::At(at) => crate::platform::alarm_at(&self.state, at).await?,
+            Tell::Nothing => {}
+        }
+        Ok(())
+    }
+
     /// After a socket left: when it was the last, the stream object is told,
-    /// so it stops pushing here.
+    /// so it stops pushing here (and counts none of its viewers).
     async fn left(&self, ws: &WebSocket) {
+        let _ = ws.serialize_attachment(0u64);
         let gone: &web_sys::WebSocket = ws.as_ref();
         let open = self
             .sockets()
@@ -204,6 +280,9 @@ impl RelayObject {
             })
             .count();
         if open > 0 {
+            if let Err(err) = self.report().await {
+                worker::console_warn!("relay viewers: {err}");
+            }
             return;
         }
         let tags = self.state.get_tags(ws);

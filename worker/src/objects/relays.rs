@@ -3,7 +3,7 @@
 //! to every relay in order.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use futures_channel::oneshot;
 use futures_util::future::join_all;
@@ -24,6 +24,14 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relays (
     active INTEGER NOT NULL
 )";
 
+/// What each relay's sockets serve (see `fanout::viewers`), created with
+/// the stream object's other tables, so the stream's total outlives the
+/// object's eviction.
+pub(crate) const VIEWERS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relay_viewers (
+    idx INTEGER PRIMARY KEY,
+    viewers INTEGER NOT NULL
+)";
+
 /// One relay in the stream's stats.
 #[derive(Debug, Serialize)]
 pub(crate) struct RelayStats {
@@ -42,6 +50,9 @@ pub(crate) struct Relays {
     draining: Cell<bool>,
     /// Placements waiting for a push to be delivered.
     waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
+    /// Clients each active relay serves, as it last said; loaded on first
+    /// use.
+    viewers: RefCell<Option<BTreeMap<u32, u64>>>,
 }
 
 impl Relays {
@@ -295,6 +306,7 @@ impl Relays {
             return Ok(());
         };
         Self::save(state, &relay)?;
+        self.set_viewers(state, idx, None)?;
         let stopped = match RelayStub::new(env, stream, idx) {
             Ok(stub) => stub.stop(after).await,
             Err(err) => Err(err),
@@ -303,6 +315,98 @@ impl Relays {
             worker::console_warn!("stopping relay {idx} failed: {err}");
         }
         Ok(())
+    }
+
+    /// The clients each relay serves, as they said.
+    pub(crate) fn viewers(&self, state: &State) -> Result<Vec<u64>> {
+        self.with_viewers(state, |v| v.values().copied().collect())
+    }
+
+    /// A relay said how many clients its sockets serve (`None`: forgotten).
+    /// A relay the book does not hold as active is not counted: its word
+    /// may have crossed its forgetting.
+    pub(crate) fn set_viewers(&self, state: &State, idx: u32, viewers: Option<u64>) -> Result<()> {
+        let active = self.with(state, |book| book.active().iter().any(|(i, _)| *i == idx))?;
+        let viewers = viewers.filter(|_| active);
+        let changed = self.with_viewers(state, |v| match viewers {
+            Some(n) => v.insert(idx, n) != Some(n),
+            None => v.remove(&idx).is_some(),
+        })?;
+        if !changed {
+            return Ok(());
+        }
+        let sql = state.storage().sql();
+        match viewers {
+            Some(n) => sql.exec(
+                "INSERT INTO relay_viewers (idx, viewers) VALUES (?, ?)
+                 ON CONFLICT(idx) DO UPDATE SET viewers = excluded.viewers",
+                vec![
+                    i64::from(idx).into(),
+                    (n.min(i64::MAX as u64) as i64).into(),
+                ],
+            )?,
+            None => sql.exec(
+                "DELETE FROM relay_viewers WHERE idx = ?",
+                vec![i64::from(idx).into()],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn with_viewers<T>(
+        &self,
+        state: &State,
+        f: impl FnOnce(&mut BTreeMap<u32, u64>) -> T,
+    ) -> Result<T> {
+        if self.viewers.borrow().is_none() {
+            #[derive(Deserialize)]
+            struct Row {
+                idx: i64,
+                viewers: i64,
+            }
+            #[derive(Deserialize)]
+            struct Count {
+                n: i64,
+            }
+            let sql = state.storage().sql();
+            let exists: Vec<Count> = sql
+                .exec(
+                    "SELECT COUNT(*) AS n FROM sqlite_master
+                     WHERE type = 'table' AND name = 'relay_viewers'",
+                    None,
+                )?
+                .to_array()?;
+            let rows: Vec<Row> = if exists.first().is_some_and(|c| c.n > 0) {
+                sql.exec("SELECT idx, viewers FROM relay_viewers", None)?
+                    .to_array()?
+            } else {
+                Vec::new()
+            };
+            let loaded = rows
+                .into_iter()
+                .filter_map(|r| Some((u32::try_from(r.idx).ok()?, u64::try_from(r.viewers).ok()?)))
+                .collect();
+            *self.viewers.borrow_mut() = Some(loaded);
+        }
+        let mut viewers = self.viewers.borrow_mut();
+        Ok(f(viewers.get_or_insert_with(BTreeMap::new)))
+    }
+
+    /// Tells every active relay the stream's viewers, for their sockets.
+    pub(crate) async fn tell_viewers(&self, env: &Env, state: &State, stream: &str, viewers: u64) {
+        let Ok(active) = self.with(state, |book| book.active()) else {
+            return;
+        };
+        join_all(active.iter().map(|&(idx, _)| async move {
+            let told = match RelayStub::new(env, stream, idx) {
+                Ok(stub) => stub.viewers(viewers).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = told {
+                worker::console_warn!("telling relay {idx} the viewers failed: {err}");
+            }
+        }))
+        .await;
     }
 
     /// Ends every stream held by a relay; returns how many.

@@ -10,7 +10,7 @@
 // The `#[durable_object]` macro generates undocumented public glue.
 #![allow(missing_docs)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use js_sys::Uint8Array;
 use shared::cursor::Position;
@@ -23,10 +23,12 @@ use worker::{
 
 use crate::fanout::message::{MessageHead, Outbox};
 use crate::fanout::store::{self, Stored};
+use crate::fanout::viewers::{self, Tell, Throttle};
 use crate::objects::history::{History, to_err};
-use crate::objects::protocol::{Closed, FeedResume, Start, StreamCall};
+use crate::objects::protocol::{Closed, FeedResume, SocketNote, Start, StreamCall, Viewers};
 use crate::objects::relays::Relays;
 use crate::objects::stubs;
+use crate::platform::now_ms;
 
 /// Tag of the SSE bridge sockets.
 const SUBSCRIBER: &str = "sse";
@@ -46,6 +48,11 @@ pub struct StreamObject {
     /// Openings served by this instance (most joins are served by the
     /// isolates' feeds instead; stats show how many were not).
     openings: Cell<u64>,
+    /// The stream's name, once a call said it (alarms and socket messages
+    /// come without one; then the sockets' tags tell it).
+    name: RefCell<Option<String>>,
+    /// The viewers last told to the feeds, at most once per `VIEWERS_SECS`.
+    audience: RefCell<Throttle>,
     /// Fault injection for tests (`ALLOW_FAULTS`, and
     /// `FAULT_SUBSCRIBE=hang-once`): the instance's first subscription is
     /// never answered, as from an object that stopped answering. Cleared
@@ -58,6 +65,8 @@ impl DurableObject for StreamObject {
         // Tables are created by the first store, not here: an object that a
         // client merely asked about (a mistyped game) writes nothing.
         let instance = crate::platform::instance_id();
+        let audience =
+            Throttle::new(crate::config::get(&env).feed.viewers_every.as_millis() as f64);
         Self {
             history: History::new(&state),
             state,
@@ -66,6 +75,8 @@ impl DurableObject for StreamObject {
             instance,
             relays: Relays::default(),
             openings: Cell::new(0),
+            name: RefCell::new(None),
+            audience: RefCell::new(audience),
         }
     }
 
@@ -74,6 +85,9 @@ impl DurableObject for StreamObject {
             Ok(parsed) => parsed,
             Err(refusal) => return stubs::refusal(refusal),
         };
+        if self.name.borrow().is_none() {
+            *self.name.borrow_mut() = Some(name.clone());
+        }
         match call {
             StreamCall::Subscribe { resume, full } => {
                 if self.hang_subscribe.replace(false) {
@@ -116,6 +130,7 @@ impl DurableObject for StreamObject {
                     "instance": self.instance,
                     "openings": self.openings.get(),
                     "rounds": self.history.count()?,
+                    "viewers": self.viewers()?,
                 }))
             }
             StreamCall::Store(events) => {
@@ -126,6 +141,16 @@ impl DurableObject for StreamObject {
                 self.relays
                     .idle(&self.env, &self.state, &name, relay)
                     .await?;
+                self.relays.set_viewers(&self.state, relay, None)?;
+                self.audience_changed().await?;
+                Response::ok("")
+            }
+            StreamCall::Viewers => Response::from_json(&Viewers {
+                viewers: self.viewers()?,
+            }),
+            StreamCall::RelayViewers { relay, viewers } => {
+                self.relays.set_viewers(&self.state, relay, Some(viewers))?;
+                self.audience_changed().await?;
                 Response::ok("")
             }
         }
@@ -133,11 +158,24 @@ impl DurableObject for StreamObject {
 
     async fn websocket_message(
         &self,
-        _ws: WebSocket,
-        _message: WebSocketIncomingMessage,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        // Bridges never speak; ignoring keeps a misbehaving peer harmless.
+        // A feed says how many clients it serves; anything else is ignored,
+        // which keeps a misbehaving peer harmless.
+        if let WebSocketIncomingMessage::String(text) = message
+            && let Some(SocketNote::Members(members)) = SocketNote::decode(&text)
+        {
+            ws.serialize_attachment(members)?;
+            self.audience_changed().await?;
+        }
         Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        // A change of the viewers that came too soon after the last told.
+        self.audience_changed().await?;
+        Response::ok("")
     }
 
     async fn websocket_close(
@@ -149,16 +187,73 @@ impl DurableObject for StreamObject {
     ) -> Result<()> {
         // Answer the close frame, or the bridge sees 1006.
         let _ = ws.close(Some(1000), Some("bye"));
-        Ok(())
+        self.left(&ws).await
     }
 
-    async fn websocket_error(&self, _ws: WebSocket, err: worker::Error) -> Result<()> {
+    async fn websocket_error(&self, ws: WebSocket, err: worker::Error) -> Result<()> {
         worker::console_warn!("subscriber socket error: {err}");
-        Ok(())
+        self.left(&ws).await
     }
 }
 
 impl StreamObject {
+    /// The clients of the stream: those the feeds on its own sockets serve
+    /// and those its relays' sockets serve.
+    fn viewers(&self) -> Result<u64> {
+        let sockets = self.state.get_websockets_with_tag(SUBSCRIBER);
+        let own = sockets.iter().map(|ws| {
+            ws.deserialize_attachment::<u64>()
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        });
+        Ok(viewers::total(own, self.relays.viewers(&self.state)?))
+    }
+
+    /// The stream's name: said by every call; after an eviction, an alarm
+    /// or a socket message learns it from a socket's tags.
+    fn stream_name(&self) -> Option<String> {
+        if let Some(name) = self.name.borrow().clone() {
+            return Some(name);
+        }
+        let sockets = self.state.get_websockets_with_tag(SUBSCRIBER);
+        let name = sockets
+            .iter()
+            .flat_map(|ws| self.state.get_tags(ws))
+            .find(|tag| tag != SUBSCRIBER)?;
+        *self.name.borrow_mut() = Some(name.clone());
+        Some(name)
+    }
+
+    /// A socket closed: what its feed served no longer counts.
+    async fn left(&self, ws: &WebSocket) -> Result<()> {
+        ws.serialize_attachment(0u64)?;
+        self.audience_changed().await
+    }
+
+    /// The viewers may have changed: told to every feed (directly, and
+    /// through the relays) now, or at the alarm once that is allowed.
+    async fn audience_changed(&self) -> Result<()> {
+        let total = self.viewers()?;
+        let tell = self.audience.borrow_mut().offer(total, now_ms());
+        match tell {
+            Tell::Now(viewers) => {
+                let note = SocketNote::Viewers(viewers).encode();
+                for socket in self.state.get_websockets_with_tag(SUBSCRIBER) {
+                    let _ = socket.send_with_str(&note);
+                }
+                if let Some(name) = self.stream_name() {
+                    self.relays
+                        .tell_viewers(&self.env, &self.state, &name, viewers)
+                        .await;
+                }
+            }
+            Tell::At(at) => crate::platform::alarm_at(&self.state, at).await?,
+            Tell::Nothing => {}
+        }
+        Ok(())
+    }
+
     /// Places a feed socket: here while the object holds fewer than
     /// `RELAY_CAPACITY` sockets, else on a relay. Either way its first
     /// message, numbered as the last message sent so far, holds what
@@ -181,9 +276,13 @@ impl StreamObject {
         if self.state.get_websockets_with_tag(SUBSCRIBER).len() < capacity {
             let pair = WebSocketPair::new()?;
             self.state
-                .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER]);
+                .accept_websocket_with_tags(&pair.server, &[SUBSCRIBER, name]);
             for message in &opening.first_messages(after, head, &initial) {
                 pair.server.send_with_bytes(message)?;
+            }
+            if let Some(viewers) = self.audience.borrow().told() {
+                pair.server
+                    .send_with_str(SocketNote::Viewers(viewers).encode())?;
             }
             return Response::from_websocket(pair.client);
         }

@@ -19,7 +19,7 @@ use crate::error::{Error, Kind, Result};
 use crate::objects::protocol::{
     self, Closed, DirectoryCall, FeedResume, GameEntry, JoinRefused, JoinReply, OBJECT_HEADER,
     OpeningHead, PlacementHead, Refusal, RelayCall, RelayCount, Start, StreamCall, Ticket, Verb,
-    Wire,
+    Viewers, Wire,
 };
 use crate::platform::deadline::within;
 
@@ -289,6 +289,20 @@ impl StreamStub {
         bytes(self.call(&call).await?, "relay-idle").await.map(drop)
     }
 
+    /// The stream's viewers, across every isolate and relay.
+    pub(crate) async fn viewers(&self) -> Result<u64> {
+        let answer: Viewers = json(self.call(&StreamCall::Viewers).await?, "viewers").await?;
+        Ok(answer.viewers)
+    }
+
+    /// Tells the stream how many clients a relay's sockets serve.
+    pub(crate) async fn relay_viewers(&self, relay: u32, viewers: u64) -> Result<()> {
+        let call = StreamCall::RelayViewers { relay, viewers };
+        bytes(self.call(&call).await?, "relay-viewers")
+            .await
+            .map(drop)
+    }
+
     /// What a client must see first, starting at `start`.
     pub(crate) async fn opening(&self, start: Start) -> Result<Opening> {
         let response = self.call(&StreamCall::Opening { start }).await?;
@@ -398,6 +412,13 @@ impl RelayStub {
     /// Closes every socket of the relay; answers how many it closed.
     pub(crate) async fn disconnect(&self) -> Result<u64> {
         Ok(self.count(&RelayCall::Disconnect, None).await?.sockets)
+    }
+
+    /// Tells the relay the stream's viewers, for its sockets.
+    pub(crate) async fn viewers(&self, viewers: u64) -> Result<()> {
+        self.count(&RelayCall::Viewers(viewers), None)
+            .await
+            .map(drop)
     }
 
     /// Tells the relay it was forgotten when the stream's last message was

@@ -34,3 +34,11 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> worker::Result<()> {
 pub(crate) fn instance_id() -> String {
     format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64)
 }
+
+/// Sets a Durable Object's alarm for the time `at_ms` (ms since the epoch).
+/// (`set_alarm` reads a bare number as an offset from now.)
+pub(crate) async fn alarm_at(state: &worker::State, at_ms: f64) -> worker::Result<()> {
+    let when =
+        worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at_ms)));
+    state.storage().set_alarm(when).await
+}

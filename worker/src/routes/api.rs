@@ -1,5 +1,5 @@
-//! The public REST API: known games, a game's latest round and
-//! its history. Same keys and scopes as the streams.
+//! The public REST API: known games, a game's latest round, its history
+//! and its viewers. Same keys and scopes as the streams.
 
 use serde::Serialize;
 use shared::cursor::StreamName;
@@ -11,7 +11,7 @@ use crate::access::admission::{self, Admitted};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, to_json};
 use crate::objects::directory;
-use crate::objects::protocol::GameEntry;
+use crate::objects::protocol::{GameEntry, Viewers};
 use crate::objects::stubs::StreamStub;
 
 /// Largest `limit` of the history route.
@@ -102,6 +102,21 @@ pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Resp
         }
         Err(err) => {
             worker::console_error!("history of {game}: {err}");
+            Err(ApiError::unavailable("stream unavailable, retry shortly"))
+        }
+    }
+}
+
+/// `GET /api/games/:game/viewers`: the clients the game's stream has open,
+/// across every isolate and relay.
+pub(crate) async fn viewers(req: Request, env: Env, game: &str) -> ApiResult<Response> {
+    let stream = game_slug(game)?;
+    let admitted = admission::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
+    known_game(&env, &stream).await?;
+    match StreamStub::of(&env, &stream)?.viewers().await {
+        Ok(viewers) => json(&admitted, to_json(&Viewers { viewers })?),
+        Err(err) => {
+            worker::console_error!("viewers of {game}: {err}");
             Err(ApiError::unavailable("stream unavailable, retry shortly"))
         }
     }

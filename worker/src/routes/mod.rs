@@ -111,6 +111,10 @@ async fn route(
             allow(method, &[Get])?;
             api::rounds(req, env, game).await
         }
+        ["api", "games", game, "viewers"] => {
+            allow(method, &[Get])?;
+            api::viewers(req, env, game).await
+        }
         ["internal", "rounds"] => {
             allow(method, &[Post])?;
             ingest::post_rounds(req, env, ctx).await

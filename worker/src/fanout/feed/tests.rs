@@ -159,7 +159,7 @@ const STALE_AFTER: f64 = 3_000.0;
 impl World {
     fn new(rotate_after: u64) -> Self {
         Self {
-            feed: FeedCore::new(rotate_after),
+            feed: FeedCore::new(rotate_after, 10_000.0),
             clients: Rc::default(),
             next_id: 1,
             counter: 0,
@@ -786,11 +786,49 @@ fn a_failed_socket_ends_every_member_and_answers_the_waiters() {
     assert_eq!(actions.len(), 5, "and an end per member");
     assert!(world.feed.is_closed());
     assert_eq!(world.feed.wait_expired(), Vec::new(), "closed already");
-    let mut opening: FeedCore<Carried, C> = FeedCore::new(10);
+    let mut opening: FeedCore<Carried, C> = FeedCore::new(10, 10_000.0);
     assert!(opening.begin_opening());
     assert!(!opening.begin_opening(), "one opener");
     assert_eq!(
         opening.wait_expired(),
         [Action::CloseSocket, Action::Answer(false)]
     );
+}
+
+#[test]
+fn the_member_count_is_told_from_the_owners_request_throttled() {
+    let (mut world, members) = world_with_members(3, 1000);
+    let owner = world.feed.owner().expect("an owner").id;
+    let other = members.iter().find(|m| m.id != owner).expect("another").id;
+    let now = world.now;
+    // A new socket: told at once, from the socket's callbacks…
+    assert_eq!(world.feed.report(Caller::Socket, now), Some(3));
+    // …and then only when it changed, at most once per period.
+    assert_eq!(world.feed.report(Caller::Member(owner), now + 1.0), None);
+    world.join(None);
+    assert_eq!(world.feed.report(Caller::Member(owner), now + 2.0), None);
+    // Never from another member's request: workerd would refuse the send.
+    // (Nor before the owner itself is a member: nothing to tell yet.)
+    assert_eq!(
+        world.feed.report(Caller::Member(other), now + 20_000.0),
+        None
+    );
+    assert_eq!(
+        world.feed.report(Caller::Member(owner), now + 20_000.0),
+        Some(4)
+    );
+    // After a hand-over the new socket's other end is told at once.
+    world.end(owner);
+    world.step(&Step::RunPending);
+    assert!(world.feed.is_live());
+    assert_eq!(world.feed.report(Caller::Socket, now + 20_001.0), Some(3));
+}
+
+#[test]
+fn viewers_told_by_the_other_end_reach_every_member_and_joiners() {
+    let (mut world, members) = world_with_members(2, 1000);
+    assert_eq!(world.feed.viewers_known(), None);
+    let told: Vec<MemberId> = world.feed.viewers(7).iter().map(|(m, _)| m.id).collect();
+    assert_eq!(told, members.iter().map(|m| m.id).collect::<Vec<_>>());
+    assert_eq!(world.feed.viewers_known(), Some(7));
 }

@@ -75,6 +75,11 @@ fn every_stream_call_round_trips() {
     });
     stream_round_trip(StreamCall::Stats);
     stream_round_trip(StreamCall::Disconnect);
+    stream_round_trip(StreamCall::Viewers);
+    stream_round_trip(StreamCall::RelayViewers {
+        relay: 3,
+        viewers: 1234,
+    });
     stream_round_trip(StreamCall::Store(vec![event.clone(), event]));
     stream_round_trip(StreamCall::Store(Vec::new()));
     stream_round_trip(StreamCall::RelayIdle { relay: 4 });
@@ -100,6 +105,8 @@ fn every_relay_and_directory_call_round_trips() {
         RelayCall::Stats,
         RelayCall::Disconnect,
         RelayCall::Stop { after: 41 },
+        RelayCall::Viewers(0),
+        RelayCall::Viewers(98_765),
     ] {
         let wire = call.encode();
         assert_eq!(RelayCall::decode(wire.verb, &wire.target), Ok(call));
@@ -217,4 +224,26 @@ fn replies_round_trip() {
         .as_deref(),
         Some(r#"{"refused":"full"}"#)
     );
+}
+
+#[test]
+fn socket_notes_read_back_and_noise_is_ignored() {
+    for note in [
+        SocketNote::Members(0),
+        SocketNote::Members(12),
+        SocketNote::Viewers(u64::MAX),
+    ] {
+        assert_eq!(SocketNote::decode(&note.encode()), Some(note));
+    }
+    assert_eq!(SocketNote::Viewers(1234).encode(), "viewers 1234");
+    for noise in [
+        "",
+        "members",
+        "members -1",
+        "members x",
+        "hello 3",
+        "viewers 1 2",
+    ] {
+        assert_eq!(SocketNote::decode(noise), None, "{noise}");
+    }
 }

@@ -6,13 +6,17 @@
 // from the cut until its stream is open again (first byte of the resumed
 // response), and the connects per second the Worker sees. Run with the
 // spread `retry:` (RETRY_JITTER=on, the default) and without it, side by
-// side.
+// side, and a third time with the feed's own client (@gamefeed/client,
+// client/dist: full-jitter backoff from the spread `retry:`, resume from
+// Last-Event-ID) in place of the EventSource-like one.
 //   BENCH_CLIENTS=5000 node bench/storm.mjs
 import { startWorker } from "./miniflare.mjs";
 import crypto from "node:crypto";
 import http from "node:http";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+
+import { GameFeed } from "../client/dist/index.js";
 
 const N = Number(process.env.BENCH_CLIENTS || 5000);
 const WAVE = 250;
@@ -23,7 +27,7 @@ function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-async function run(jitter) {
+async function run(jitter, kind = "eventsource") {
   const secret = crypto.randomBytes(16).toString("hex");
   const admin = crypto.randomBytes(16).toString("hex");
   const { mf, url } = await startWorker(
@@ -58,6 +62,31 @@ async function run(jitter) {
     const errors = new Map();
     const count = (what) => errors.set(what, (errors.get(what) || 0) + 1);
     let open = 0;
+
+    // The feed's own client: its connects counted through its `fetch`, its
+    // resume when it says it is live again.
+    function feedClient() {
+      return new Promise((ready) => {
+        const counting = (...args) => {
+          if (cutAt !== null) connects.push(performance.now());
+          return fetch(...args);
+        };
+        const feed = new GameFeed({ url, games: ["crash"], apiKey: key, fetch: counting });
+        feeds.push(feed);
+        let seen = false;
+        feed.on("state", (state) => {
+          if (state !== "live") return;
+          open += 1;
+          if (!seen) {
+            seen = true;
+            return ready();
+          }
+          resumed.push(performance.now() - cutAt);
+        });
+        feed.on("error", (err) => count(err.code));
+      });
+    }
+    const feeds = [];
 
     function client() {
       let lastId = null;
@@ -109,8 +138,9 @@ async function run(jitter) {
       return connect(false);
     }
 
+    const make = kind === "client" ? feedClient : client;
     for (let i = 0; i < N; i += WAVE) {
-      await Promise.all(Array.from({ length: Math.min(WAVE, N - i) }, client));
+      await Promise.all(Array.from({ length: Math.min(WAVE, N - i) }, make));
     }
     await sleep(1000);
     cutAt = performance.now();
@@ -132,7 +162,9 @@ async function run(jitter) {
     const busiest = Math.max(0, ...perSecond.values());
     const seconds = perSecond.size;
     agent.destroy();
+    for (const feed of feeds) feed.close();
     return {
+      kind,
       jitter,
       resumed: resumed.length,
       p50: quantile(sorted, 0.5),
@@ -148,16 +180,17 @@ async function run(jitter) {
 }
 
 const rows = [];
-for (const jitter of ["off", "on"]) {
-  process.stderr.write(`storm: ${N} clients, RETRY_JITTER=${jitter}…\n`);
-  rows.push(await run(jitter));
+for (const [jitter, kind] of [["off", "eventsource"], ["on", "eventsource"], ["on", "client"]]) {
+  process.stderr.write(`storm: ${N} ${kind} clients, RETRY_JITTER=${jitter}…\n`);
+  rows.push(await run(jitter, kind));
 }
 console.log(`Reconnect storm: ${N} clients of one game cut at once (admin disconnect), RETRY_MS 3000`);
-console.log("| retry: | resumed | p50 s | p99 s | max s | busiest second (connects) | seconds with connects | errors |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---|");
+console.log("| client | retry: | resumed | p50 s | p99 s | max s | busiest second (connects) | seconds with connects | errors |");
+console.log("|---|---|---:|---:|---:|---:|---:|---:|---|");
 for (const r of rows) {
   const s = (ms) => (ms / 1000).toFixed(1);
+  const who = r.kind === "client" ? "@gamefeed/client" : "EventSource-like";
   console.log(
-    `| ${r.jitter === "on" ? "spread 1–6 s" : "fixed 3 s"} | ${r.resumed}/${N} | ${s(r.p50)} | ${s(r.p99)} | ${s(r.max)} | ${r.busiest} | ${r.seconds} | ${r.errors} |`,
+    `| ${who} | ${r.jitter === "on" ? "spread 1–6 s" : "fixed 3 s"} | ${r.resumed}/${N} | ${s(r.p50)} | ${s(r.p99)} | ${s(r.max)} | ${r.busiest} | ${r.seconds} | ${r.errors} |`,
   );
 }

@@ -29,6 +29,11 @@ cargo test -p devstack --lib --locked
 step "capacity and cost model (its formulas against hand-computed cases)"
 python3 scripts/capacity-model.py --self-test
 
+step "browser client (client/): dist is what src builds, size budget, unit tests, README examples type-check"
+node client/build.mjs --check
+node --test client/test/*.test.mjs
+node client/test/readme-example.mjs
+
 step "shared builds for wasm32"
 cargo check -p shared --target wasm32-unknown-unknown --locked
 

@@ -26,6 +26,7 @@ pub mod cutter;
 pub mod edge;
 pub mod feed_client;
 pub mod fixtures;
+pub mod node_driver;
 pub mod pipeline;
 pub mod postgres;
 pub mod process;

@@ -247,3 +247,54 @@ pub fn upstash_local_binary() -> anyhow::Result<PathBuf> {
         ),
     }
 }
+
+/// A Worker with per-key limits on: `redis-server`, `upstash-local` in
+/// front of it, and the Worker wired to them, all in a temporary
+/// directory. Fields drop in order: the Worker first.
+pub struct LimitedEdge {
+    /// The Worker.
+    pub edge: crate::edge::Edge,
+    /// `upstash-local`.
+    pub upstash: UpstashLocal,
+    /// The Redis behind it.
+    pub redis: Redis,
+    /// Where their sockets, data and logs are; dropped last.
+    pub dir: tempfile::TempDir,
+}
+
+impl LimitedEdge {
+    /// The token the Worker and `upstash-local` share.
+    pub const TOKEN: &'static str = "test-upstash-token";
+
+    /// Starts all three; `upstash_local` is the binary (an integration
+    /// test's `env!("CARGO_BIN_EXE_upstash-local")`), `vars` go to the
+    /// Worker after the Upstash ones. Admissions wait up to 30 s for
+    /// Upstash unless `vars` set `LIMITS_TIMEOUT_MS`: tests count what the
+    /// limits decided, and a busy machine must not make them fail open.
+    pub async fn start(upstash_local: &Path, vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let redis = Redis::start(&dir.path().join("redis"), &dir.path().join("redis.log")).await?;
+        let upstash = UpstashLocal::start(
+            upstash_local,
+            &redis,
+            Self::TOKEN,
+            &dir.path().join("upstash.log"),
+        )
+        .await?;
+        let mut all = vec![
+            ("UPSTASH_REDIS_REST_URL", upstash.url.as_str()),
+            ("UPSTASH_REDIS_REST_TOKEN", Self::TOKEN),
+        ];
+        if !vars.iter().any(|(name, _)| *name == "LIMITS_TIMEOUT_MS") {
+            all.push(("LIMITS_TIMEOUT_MS", "30000"));
+        }
+        all.extend_from_slice(vars);
+        let edge = crate::edge::Edge::start(&all).await?;
+        Ok(Self {
+            edge,
+            upstash,
+            redis,
+            dir,
+        })
+    }
+}

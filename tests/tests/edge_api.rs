@@ -191,7 +191,21 @@ async fn the_demo_page_is_served() {
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");
     let html = response.text().await.unwrap();
     assert!(
-        html.contains("new EventSource(url)") && html.contains("/api/games"),
+        html.contains(r#"import { GameFeed } from "/client.js""#) && html.contains("/api/games"),
         "{html}"
     );
+
+    // The client it uses is the package's build, importable from any origin.
+    let response = edge.http.get(edge.url("/client.js")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    let served = response.text().await.unwrap();
+    let built =
+        std::fs::read_to_string(devstack::repo_root().join("client/dist/index.js")).unwrap();
+    assert_eq!(served, built);
+    assert!(served.contains("GameFeed"));
 }

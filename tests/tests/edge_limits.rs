@@ -11,15 +11,14 @@ use std::time::Duration;
 
 use devstack::edge::{Edge, TIMEOUT, events, frame, round};
 use devstack::sse::SseClient;
-use devstack::upstash_local::{Redis, UpstashLocal};
+use devstack::upstash_local::{LimitedEdge, Redis, UpstashLocal};
 use devstack::{upstash_client, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 use shared::EventKind::New;
 use shared::upstash::Command;
 
-/// redis-server, upstash-local in front of it, and a Worker wired to them.
-/// Fields drop in order: the Worker first.
+/// A Worker with limits on, knowing [`GAMES`].
 struct Limited {
     edge: Edge,
     upstash: UpstashLocal,
@@ -29,30 +28,18 @@ struct Limited {
 
 impl Limited {
     async fn start(vars: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let redis = Redis::start(&dir.path().join("redis"), &dir.path().join("redis.log"))
-            .await
-            .unwrap();
-        let upstash = UpstashLocal::start(
+        let LimitedEdge {
+            edge,
+            upstash,
+            redis,
+            dir,
+        } = LimitedEdge::start(
             std::path::Path::new(env!("CARGO_BIN_EXE_upstash-local")),
-            &redis,
-            "test-upstash-token",
-            &dir.path().join("upstash.log"),
+            vars,
         )
         .await
         .unwrap();
-        let mut all = vec![
-            ("UPSTASH_REDIS_REST_URL", upstash.url.as_str()),
-            ("UPSTASH_REDIS_REST_TOKEN", "test-upstash-token"),
-        ];
-        // These tests count what limits decided, so an admission must not
-        // fail open because a busy machine answered in more than 200 ms;
-        // the one test of the time bound sets its own.
-        if !vars.iter().any(|(name, _)| *name == "LIMITS_TIMEOUT_MS") {
-            all.push(("LIMITS_TIMEOUT_MS", "30000"));
-        }
-        all.extend_from_slice(vars);
-        let edge = knowing(&all).await;
+        edge.seed(GAMES).await.unwrap();
         Self {
             edge,
             upstash,
@@ -75,7 +62,7 @@ impl Limited {
 
     /// Redis as the Worker sees it, through the native transport.
     async fn redis(&self, command: Command) -> shared::upstash::Value {
-        upstash_client::client(&self.upstash.url, "test-upstash-token", TIMEOUT)
+        upstash_client::client(&self.upstash.url, LimitedEdge::TOKEN, TIMEOUT)
             .exec(&command)
             .await
             .unwrap()
@@ -370,7 +357,7 @@ async fn an_unreachable_or_slow_endpoint_fails_open_and_closed_on_request() {
     // LIMITS_FAIL=closed: 503 with Retry-After instead.
     let closed = knowing(&[
         ("UPSTASH_REDIS_REST_URL", limited.upstash.url.as_str()),
-        ("UPSTASH_REDIS_REST_TOKEN", "test-upstash-token"),
+        ("UPSTASH_REDIS_REST_TOKEN", LimitedEdge::TOKEN),
         ("LIMITS_FAIL", "closed"),
     ])
     .await;

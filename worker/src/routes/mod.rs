@@ -74,6 +74,10 @@ async fn route(
             allow(method, &[Get, Head])?;
             demo_page()
         }
+        ["client.js"] => {
+            allow(method, &[Get, Head])?;
+            client_script()
+        }
         ["favicon.ico"] => Ok(Response::builder().with_status(204).empty()),
         ["healthz"] => {
             allow(method, &[Get, Head])?;
@@ -186,12 +190,28 @@ fn demo_page() -> ApiResult<Response> {
     headers.set("cache-control", "no-cache")?;
     headers.set(
         "content-security-policy",
-        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'",
     )?;
     headers.set("referrer-policy", "no-referrer")?;
     Ok(Response::builder()
         .with_headers(headers)
         .fixed(include_str!("demo.html").as_bytes().to_vec()))
+}
+
+/// `GET /client.js`: the browser client (`@gamefeed/client`, built from
+/// `client/`), for pages on any origin to import as a module.
+fn client_script() -> ApiResult<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "text/javascript; charset=utf-8")?;
+    headers.set("cache-control", "public, max-age=300")?;
+    // A module script from another origin is fetched with CORS.
+    headers.set("access-control-allow-origin", "*")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    Ok(Response::builder().with_headers(headers).fixed(
+        include_str!("../../../client/dist/index.js")
+            .as_bytes()
+            .to_vec(),
+    ))
 }
 
 /// `{"status":"ok","limits":"on"|"off","config":"ok"|[names]}`: `config`

@@ -109,6 +109,8 @@ export declare class GameFeed {
     private channel?;
     /** This tab holds the shared connection (or shares none). */
     private leading;
+    /** With `shareTabs`: the latest rounds and viewers of each stream. */
+    private recent;
     /** The last connection renewed the token. */
     private renewed;
     private releaseLock?;
@@ -140,8 +142,14 @@ export declare class GameFeed {
     /**
      * One connection for every tab of this browser: the tab holding the lock
      * connects and forwards what it gets; the others listen, and one of them
-     * takes over (resuming from the last id forwarded) when it goes.
+     * takes over (resuming from the last id forwarded) when it goes. A tab
+     * joining says hello and is told the state, the latest rounds (as many as
+     * `rewind`, at least one) and viewers of each stream.
      */
     private share;
+    /** A follower hands on what the leader forwarded. */
+    private deliver;
+    /** What a tab joining the shared connection is told first. */
+    private remember;
     private setLocalState;
 }

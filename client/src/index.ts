@@ -118,6 +118,8 @@ export class GameFeed {
   private channel?: BroadcastChannel;
   /** This tab holds the shared connection (or shares none). */
   private leading = true;
+  /** With `shareTabs`: the latest rounds and viewers of each stream. */
+  private recent = new Map<string, { rounds: Array<[Round, RoundInfo]>; viewers?: number }>();
   /** The last connection renewed the token. */
   private renewed = false;
   private releaseLock?: () => void;
@@ -163,6 +165,8 @@ export class GameFeed {
   close(): void {
     if (this.closed()) return;
     this.stop();
+    // The other tabs are not closed: one of them takes over.
+    if (this.channel) this.leading = false;
     this.setState("closed");
     this.releaseLock?.();
     this.channel?.close();
@@ -181,7 +185,10 @@ export class GameFeed {
         });
       }
     }
-    if (this.leading) this.channel?.postMessage({ name, args, id: this.lastId });
+    if (this.leading && this.channel) {
+      this.remember(name, args);
+      this.channel.postMessage({ name, args, id: this.lastId });
+    }
   }
 
   private setState(state: FeedState): void {
@@ -241,7 +248,6 @@ export class GameFeed {
       (event) => this.dispatch(event),
       (ms) => (this.retryMs = ms),
     );
-    parser.lastId = this.lastId;
     this.lastByte = Date.now();
     this.watchdog = setInterval(() => {
       if (Date.now() - this.lastByte > 2.5 * this.heartbeatMs) controller.abort("no byte for 2.5 heartbeats");
@@ -324,6 +330,7 @@ export class GameFeed {
 
   private retry(retryAfter?: number, renew = false): void {
     if (this.closed()) return;
+    clearInterval(this.watchdog);
     this.setState("reconnecting");
     const delay = nextDelay(this.attempt++, this.retryMs, Math.random, retryAfter && retryAfter * 1000);
     this.waiting = true;
@@ -386,30 +393,68 @@ export class GameFeed {
   /**
    * One connection for every tab of this browser: the tab holding the lock
    * connects and forwards what it gets; the others listen, and one of them
-   * takes over (resuming from the last id forwarded) when it goes.
+   * takes over (resuming from the last id forwarded) when it goes. A tab
+   * joining says hello and is told the state, the latest rounds (as many as
+   * `rewind`, at least one) and viewers of each stream.
    */
   private share(): void {
     const name = "gamefeed:" + this.options.url + this.path;
     const channel = (this.channel = new BroadcastChannel(name));
-    channel.onmessage = (message: MessageEvent) => {
-      const { name: event, args, id } = message.data ?? {};
-      if (typeof id === "string" && id) {
-        this.lastId = id;
+    const me = Math.random().toString(36).slice(2);
+    channel.onmessage = ({ data }: MessageEvent) => {
+      if (!data || typeof data !== "object") return;
+      if (this.leading) {
+        if (data.hello) channel.postMessage({ to: data.hello, state: this.current, recent: [...this.recent], id: this.lastId });
+        return;
+      }
+      if (data.to !== undefined && data.to !== me) return;
+      if (typeof data.id === "string" && data.id) {
+        this.lastId = data.id;
         this.save();
       }
-      if (event === "state") return this.setLocalState(args[0]);
-      for (const listener of [...(this.listeners.get(event) ?? [])]) listener(...args);
+      if (data.to === me) {
+        for (const [stream, { rounds, viewers }] of data.recent) {
+          for (const [round, info] of rounds) this.deliver("round", [round, { ...info, live: false }]);
+          if (viewers !== undefined) this.deliver("viewers", [{ stream, viewers }]);
+        }
+        return this.setLocalState(data.state);
+      }
+      if (data.name === "state") return this.setLocalState(data.args[0]);
+      this.deliver(data.name, data.args);
     };
     const released = new Promise<void>((resolve) => (this.releaseLock = resolve));
     this.leading = false;
+    channel.postMessage({ hello: me });
     navigator.locks.request(name, () => {
       if (this.closed()) return;
-      // The leader: stop listening to the others, connect.
+      // The leader now: it connects, resuming from the last id forwarded.
       this.leading = true;
-      channel.onmessage = null;
       void this.connect();
       return released;
     });
+  }
+
+  /** A follower hands on what the leader forwarded. */
+  private deliver(name: string, args: any[]): void {
+    this.remember(name, args);
+    for (const listener of [...(this.listeners.get(name) ?? [])]) listener(...args);
+  }
+
+  /** What a tab joining the shared connection is told first. */
+  private remember(name: string, args: any[]): void {
+    if (!this.channel) return;
+    const stream: string | undefined = name === "round" ? args[1]?.stream : args[0]?.stream;
+    if (!stream) return;
+    const entry = this.recent.get(stream) ?? { rounds: [] };
+    this.recent.set(stream, entry);
+    if (name === "round") {
+      entry.rounds.push([args[0], args[1]]);
+      entry.rounds.splice(0, entry.rounds.length - Math.max(1, this.options.rewind ?? 1));
+    } else if (name === "viewers") {
+      entry.viewers = args[0].viewers;
+    } else if (name === "reset") {
+      entry.rounds = [];
+    }
   }
 
   private setLocalState(state: FeedState): void {

@@ -29,7 +29,7 @@ const log = JSON.parse(sessionStorage.getItem("log") ?? "[]");
 window.__log = () => JSON.parse(sessionStorage.getItem("log") ?? "[]");
 window.__states = [];
 const feed = new GameFeed({ url: params.get("feed"), games: ["crash"], apiKey: params.get("key"),
-  persist: "test", heartbeatMs: 1000 });
+  persist: "test", heartbeatMs: 1000, shareTabs: params.has("share") });
 feed.on("round", (round, info) => { log.push([round.round_id, info.live]); sessionStorage.setItem("log", JSON.stringify(log)); });
 feed.on("state", (s) => { window.__states.push(s); document.getElementById("state").textContent = s; });
 window.__feed = feed;
@@ -105,6 +105,33 @@ const scenarios = {
     assert.deepEqual(states.slice(0, 1), ["live"]);
     assert.ok(states.indexOf("reconnecting") > 0 && states.at(-1) === "live", JSON.stringify(states));
     result({ offline: "ok", states });
+  },
+
+  /** Two tabs share one connection; when the one holding it closes, the other takes over. */
+  async tabs(first, origin, context) {
+    let streams = 0;
+    context.on("request", (r) => r.method() === "GET" && r.url().includes("/sse/") && streams++);
+    const page = `${origin}/feed.html?share&feed=${encodeURIComponent(feedUrl)}&key=${encodeURIComponent(key)}`;
+    await first.goto(page);
+    await first.waitForFunction(() => document.getElementById("state").textContent === "live", null, { timeout: TIMEOUT });
+    const second = await context.newPage();
+    await second.goto(page);
+    // The tab joining is told where things stand: live, and the latest round.
+    await second.waitForFunction(
+      () => document.getElementById("state").textContent === "live" && window.__log().length === 1, null, { timeout: TIMEOUT });
+    await store([1]);
+    for (const tab of [first, second]) {
+      await tab.waitForFunction(() => window.__log().some(([id]) => id === 1), null, { timeout: TIMEOUT });
+    }
+    assert.equal(streams, 1, "one connection for both tabs");
+    await first.close();
+    await store([2]);
+    await second.waitForFunction(() => window.__log().some(([id]) => id === 2), null, { timeout: TIMEOUT });
+    assert.equal(streams, 2, "the second tab connected once the first was gone");
+    const ids = (await second.evaluate(() => window.__log())).map(([id]) => id);
+    assert.deepEqual(ids, [0, 1, 2], "no gap, no repeat across the hand-over");
+    assert.equal(await second.textContent("#state"), "live");
+    result({ tabs: "ok", ids });
   },
 
   /** The React hook renders the latest round and the viewer count. */

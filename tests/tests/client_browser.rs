@@ -41,6 +41,13 @@ async fn a_page_whose_network_drops_reconnects_and_goes_live() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_share_one_connection_and_hand_it_over() {
+    let (edge, key) = edge().await;
+    let results = drive(&edge, &key, SCRIPT, "tabs").await.unwrap();
+    assert_eq!(results[0]["tabs"], "ok", "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_react_hook_renders_the_latest_round_and_the_viewers() {
     let (edge, key) = edge().await;
     let results = drive(&edge, &key, SCRIPT, "react").await.unwrap();

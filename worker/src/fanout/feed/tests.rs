@@ -832,3 +832,16 @@ fn viewers_told_by_the_other_end_reach_every_member_and_joiners() {
     assert_eq!(told, members.iter().map(|m| m.id).collect::<Vec<_>>());
     assert_eq!(world.feed.viewers_known(), Some(7));
 }
+
+#[test]
+fn a_feed_without_members_tells_nothing() {
+    let mut world = World::new(1000);
+    assert!(world.feed.begin_opening());
+    let opener = world.client();
+    world.open_socket(opener.clone(), FeedResume::Live);
+    // Its opener is not a member yet: a 0 told now would make the 1 that
+    // follows wait a whole period.
+    assert_eq!(world.feed.report(Caller::Socket, world.now), None);
+    world.attach(opener, None);
+    assert_eq!(world.feed.report(Caller::Socket, world.now), Some(1));
+}

@@ -49,7 +49,7 @@ function watch(feed) {
 const lastViewers = (log, stream) => log.viewers.filter((v) => v.stream === stream).at(-1)?.viewers;
 
 const scenarios = {
-  /** Rewind, the live flag, a resume across a cut, a fatal refusal. */
+  /** Rewind, the live flag, a resume across a cut, a game not known yet, a fatal refusal. */
   async basics() {
     await store([1, 2, 3, 4, 5]);
     const feed = new GameFeed({ url, games: ["crash"], apiKey: key, rewind: 3 });
@@ -97,6 +97,16 @@ const scenarios = {
     assert.equal(wrongLog.errors[0].status, 401);
     assert.equal(wrongLog.errors[0].fatal, true);
     assert.equal(requests, 1);
+    // A game with no round yet is 404: retried, not fatal; its first
+    // round then arrives.
+    const early = new GameFeed({ url, games: ["newgame"], apiKey: key });
+    const earlyLog = watch(early);
+    await earlyLog.until(() => earlyLog.errors.length > 0, "the 404");
+    assert.equal(earlyLog.errors[0].code, "not_found");
+    assert.equal(earlyLog.errors[0].fatal, false);
+    await store([10], "newgame", "dice");
+    await earlyLog.until(() => earlyLog.ids().includes(10), "the new game's first round");
+    early.close();
     result({ basics: "ok", states: log.states });
   },
 

@@ -15,7 +15,7 @@ use serde_json::json;
 const SCRIPT: &str = "live.mjs";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rewind_live_resume_and_a_fatal_refusal() {
+async fn rewind_live_resume_a_new_game_and_a_fatal_refusal() {
     let edge = Edge::start(&[("RETRY_MS", "500")]).await.unwrap();
     let key = edge.open_key().await.unwrap();
     let results = drive(&edge, &key, SCRIPT, "basics").await.unwrap();

@@ -7,23 +7,16 @@
 // being cancelled; whichever the runtime gives first ends the client and
 // gives its slot back, else its next heartbeat write does.
 //   node bench/disconnect.mjs
-import { startWorker } from "./miniflare.mjs";
-import crypto from "node:crypto";
+import { benchSecrets, createKey, seedRound, startWorker } from "./miniflare.mjs";
 import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 
-const secret = crypto.randomBytes(16).toString("hex");
-const admin = crypto.randomBytes(16).toString("hex");
-const { mf, url } = await startWorker({ INGEST_SECRET: secret, ADMIN_TOKEN: admin, HEARTBEAT_SECS: "15", FEED_GROUP: "1" }, 0);
+const secrets = benchSecrets();
+const admin = secrets.ADMIN_TOKEN;
+const { mf, url } = await startWorker({ ...secrets, HEARTBEAT_SECS: "15", FEED_GROUP: "1" }, 0);
 try {
-  const created = await fetch(`${url}/admin/keys`, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify({ name: "probe", test: true }) });
-  const { key } = await created.json();
-  const round = { round_id: 1, game_id: 1, game_slug: "crash", game_type: "multiplier", finished_at: "2026-11-21T05:01:02.500000Z", extras: "{}", timestamp: Date.now() };
-  const body = JSON.stringify({ events: [{ kind: "new", round }] });
-  const t = Math.floor(Date.now() / 1000);
-  const mac = crypto.createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
-  const posted = await fetch(`${url}/internal/rounds`, { method: "POST", headers: { "content-type": "application/json", "x-signature": `t=${t},v1=${mac}` }, body });
-  console.log("post", posted.status, await posted.text());
+  const key = await createKey(url, secrets, "probe");
+  await seedRound(url, secrets);
   const sockets = async () => (await (await fetch(`${url}/admin/streams/game/crash`, { headers: { authorization: `Bearer ${admin}` } })).json()).sockets;
   for (const how of ["first client", "second client"]) {
     const req = http.get(`${url}/sse/crash?api_key=${key}`);

@@ -13,6 +13,7 @@
 // (or FEED_GROUP) its FEED_GROUP.
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 
@@ -133,4 +134,38 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+}
+
+// The secrets a benchmark's Worker runs with, made fresh for each run.
+export function benchSecrets() {
+  const hex = () => crypto.randomBytes(16).toString("hex");
+  return { INGEST_SECRET: hex(), ADMIN_TOKEN: hex() };
+}
+
+// A test API key made through the admin route; returns the key.
+export async function createKey(url, secrets, name) {
+  const created = await fetch(`${url}/admin/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${secrets.ADMIN_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ name, test: true }),
+  });
+  if (created.status !== 201) throw new Error(`create key: ${created.status}`);
+  return (await created.json()).key;
+}
+
+// Stores one new round of `crash` (signed as ingest signs its batches).
+export async function seedRound(url, secrets, roundId = 1) {
+  const round = {
+    round_id: roundId, game_id: 1, game_slug: "crash", game_type: "multiplier",
+    finished_at: new Date().toISOString(), extras: "{}", timestamp: Date.now(),
+  };
+  const body = JSON.stringify({ events: [{ kind: "new", round }] });
+  const t = Math.floor(Date.now() / 1000);
+  const mac = crypto.createHmac("sha256", secrets.INGEST_SECRET).update(`${t}.${body}`).digest("hex");
+  const posted = await fetch(`${url}/internal/rounds`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-signature": `t=${t},v1=${mac}` },
+    body,
+  });
+  if (posted.status !== 200) throw new Error(`seed round: ${posted.status}`);
 }

@@ -10,8 +10,7 @@
 // client/dist: full-jitter backoff from the spread `retry:`, resume from
 // Last-Event-ID) in place of the EventSource-like one.
 //   BENCH_CLIENTS=5000 node bench/storm.mjs
-import { startWorker } from "./miniflare.mjs";
-import crypto from "node:crypto";
+import { benchSecrets, createKey, seedRound, startWorker } from "./miniflare.mjs";
 import http from "node:http";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -28,32 +27,12 @@ function quantile(sorted, q) {
 }
 
 async function run(jitter, kind = "eventsource") {
-  const secret = crypto.randomBytes(16).toString("hex");
-  const admin = crypto.randomBytes(16).toString("hex");
-  const { mf, url } = await startWorker(
-    { INGEST_SECRET: secret, ADMIN_TOKEN: admin, HEARTBEAT_SECS: "15", RETRY_JITTER: jitter },
-    0,
-  );
+  const secrets = benchSecrets();
+  const admin = secrets.ADMIN_TOKEN;
+  const { mf, url } = await startWorker({ ...secrets, HEARTBEAT_SECS: "15", RETRY_JITTER: jitter }, 0);
   try {
-    const created = await fetch(`${url}/admin/keys`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
-      body: JSON.stringify({ name: "storm", test: true }),
-    });
-    const { key } = await created.json();
-    const round = {
-      round_id: 1, game_id: 1, game_slug: "crash", game_type: "multiplier",
-      finished_at: new Date().toISOString(), extras: "{}", timestamp: Date.now(),
-    };
-    const body = JSON.stringify({ events: [{ kind: "new", round }] });
-    const t = Math.floor(Date.now() / 1000);
-    const mac = crypto.createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
-    const posted = await fetch(`${url}/internal/rounds`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-signature": `t=${t},v1=${mac}` },
-      body,
-    });
-    if (posted.status !== 200) throw new Error(`seed round: ${posted.status}`);
+    const key = await createKey(url, secrets, "storm");
+    await seedRound(url, secrets);
 
     const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
     const connects = []; // times (ms) the Worker was asked for a stream after the cut

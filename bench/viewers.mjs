@@ -5,39 +5,20 @@
 // told N viewers, and after half of them leave, how long until the others
 // are told N/2; and whether the figure told is exact.
 //   BENCH_CLIENTS=1000 node bench/viewers.mjs
-import crypto from "node:crypto";
 import { performance } from "node:perf_hooks";
 
 import { GameFeed } from "../client/dist/index.js";
-import { startWorker } from "./miniflare.mjs";
+import { benchSecrets, createKey, seedRound, startWorker } from "./miniflare.mjs";
 
 const N = Number(process.env.BENCH_CLIENTS || 1000);
 const WAVE = 250;
 const TIMEOUT_MS = 180_000;
 
-const secret = crypto.randomBytes(16).toString("hex");
-const admin = crypto.randomBytes(16).toString("hex");
-const { mf, url } = await startWorker({ INGEST_SECRET: secret, ADMIN_TOKEN: admin }, 0);
+const secrets = benchSecrets();
+const { mf, url } = await startWorker(secrets, 0);
 try {
-  const created = await fetch(`${url}/admin/keys`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: "viewers", test: true }),
-  });
-  const { key } = await created.json();
-  const round = {
-    round_id: 1, game_id: 1, game_slug: "crash", game_type: "multiplier",
-    finished_at: new Date().toISOString(), extras: "{}", timestamp: Date.now(),
-  };
-  const body = JSON.stringify({ events: [{ kind: "new", round }] });
-  const t = Math.floor(Date.now() / 1000);
-  const mac = crypto.createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
-  const posted = await fetch(`${url}/internal/rounds`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-signature": `t=${t},v1=${mac}` },
-    body,
-  });
-  if (posted.status !== 200) throw new Error(`seed round: ${posted.status}`);
+  const key = await createKey(url, secrets, "viewers");
+  await seedRound(url, secrets);
 
   const feeds = [];
   const told = [];

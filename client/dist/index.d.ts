@@ -124,6 +124,8 @@ export declare class GameFeed {
     off<K extends keyof FeedEvents>(name: K, listener: Listener<K>): void;
     /** Closes the connection for good. */
     close(): void;
+    /** Calls this tab's listeners of `name`. */
+    private notify;
     private emit;
     private setState;
     private stop;

@@ -174,7 +174,8 @@ export class GameFeed {
     this.unhook = [];
   }
 
-  private emit<K extends keyof FeedEvents>(name: K, ...args: FeedEvents[K]): void {
+  /** Calls this tab's listeners of `name`. */
+  private notify(name: string, args: unknown[]): void {
     for (const listener of [...(this.listeners.get(name) ?? [])]) {
       try {
         listener(...args);
@@ -185,6 +186,10 @@ export class GameFeed {
         });
       }
     }
+  }
+
+  private emit<K extends keyof FeedEvents>(name: K, ...args: FeedEvents[K]): void {
+    this.notify(name, args);
     if (this.leading && this.channel) {
       this.remember(name, args);
       this.channel.postMessage({ name, args, id: this.lastId });
@@ -437,7 +442,7 @@ export class GameFeed {
   /** A follower hands on what the leader forwarded. */
   private deliver(name: string, args: any[]): void {
     this.remember(name, args);
-    for (const listener of [...(this.listeners.get(name) ?? [])]) listener(...args);
+    this.notify(name, args);
   }
 
   /** What a tab joining the shared connection is told first. */
@@ -460,6 +465,6 @@ export class GameFeed {
   private setLocalState(state: FeedState): void {
     if (this.current === state || this.current === "closed") return;
     this.current = state;
-    for (const listener of [...(this.listeners.get("state") ?? [])]) listener(state);
+    this.notify("state", [state]);
   }
 }

@@ -521,8 +521,12 @@ async fn try_join(
     // The opening, what the feed delivered since, then the live marker,
     // in the same step as the attach: nothing comes between them.
     let mut replayed = 0;
-    for frames in &first {
-        replayed += sse::count_replayed(&frames.to_vec());
+    for (i, frames) in first.iter().enumerate() {
+        // A fresh client's opening is its `initial`, which counts as none:
+        // not read, so the common join of a crowd copies nothing into wasm.
+        if i > 0 || start != Start::Latest {
+            replayed += sse::count_replayed(&frames.to_vec());
+        }
         client.deliver(index, frames);
     }
     let live = sse::live_frame(&stream_object(&feed.stream), replayed);

@@ -18,7 +18,37 @@ use worker::{Result, SqlStorage, SqlStorageValue, State};
 
 use crate::fanout::message::{Outbox, Start};
 use crate::fanout::store::{self, StoredRound, StoredUpdate, backlog};
-use crate::objects::relays;
+
+/// The relays table, created with the stream object's other tables.
+const RELAYS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relays (
+    idx INTEGER PRIMARY KEY,
+    sockets INTEGER NOT NULL,
+    placed_at REAL NOT NULL,
+    active INTEGER NOT NULL
+)";
+
+/// What each relay's sockets serve (see `fanout::viewers`), created with
+/// the stream object's other tables, so the stream's total outlives the
+/// object's eviction.
+const RELAY_VIEWERS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relay_viewers (
+    idx INTEGER PRIMARY KEY,
+    viewers INTEGER NOT NULL
+)";
+
+/// Whether the table `name` exists.
+pub(crate) fn table_exists(sql: &SqlStorage, name: &str) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let rows: Vec<Count> = sql
+        .exec(
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?",
+            vec![name.into()],
+        )?
+        .to_array()?;
+    Ok(rows.first().is_some_and(|c| c.n > 0))
+}
 
 /// The history of one stream object.
 pub(crate) struct History {
@@ -41,18 +71,7 @@ impl History {
         if self.tables.get() {
             return Ok(true);
         }
-        #[derive(Deserialize)]
-        struct Count {
-            n: i64,
-        }
-        let rows: Vec<Count> = self
-            .sql
-            .exec(
-                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'rounds'",
-                None,
-            )?
-            .to_array()?;
-        let exists = rows.first().is_some_and(|c| c.n > 0);
+        let exists = table_exists(&self.sql, "rounds")?;
         if exists {
             // An object stored before later tables existed gets them now.
             self.create_tables()?;
@@ -90,8 +109,8 @@ impl History {
             "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
             None,
         )?;
-        sql.exec(relays::SCHEMA, None)?;
-        sql.exec(relays::VIEWERS_SCHEMA, None)?;
+        sql.exec(RELAYS_SCHEMA, None)?;
+        sql.exec(RELAY_VIEWERS_SCHEMA, None)?;
         self.tables.set(true);
         Ok(())
     }

@@ -15,7 +15,7 @@ use worker::{
 };
 
 use crate::fanout::relay::{Push, RelayCore};
-use crate::fanout::viewers::{self, Tell, Throttle};
+use crate::fanout::viewers::{Tell, Throttle};
 use crate::objects::protocol::{RelayCall, RelayCount, SocketNote, Ticket, parse_relay_name};
 use crate::objects::stubs::{self, StreamStub};
 use crate::platform::now_ms;
@@ -114,12 +114,7 @@ impl DurableObject for RelayObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        // A feed says how many clients it serves; anything else is ignored,
-        // which keeps a misbehaving peer harmless.
-        if let WebSocketIncomingMessage::String(text) = message
-            && let Some(SocketNote::Members(members)) = SocketNote::decode(&text)
-        {
-            ws.serialize_attachment(members)?;
+        if stubs::note_members(&ws, message)? {
             self.report().await?;
         }
         Ok(())
@@ -231,15 +226,7 @@ impl RelayObject {
     /// or at the alarm once that is allowed.
     async fn report(&self) -> Result<()> {
         let sockets = self.sockets();
-        let members = viewers::total(
-            sockets.iter().map(|ws| {
-                ws.deserialize_attachment::<u64>()
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0)
-            }),
-            [],
-        );
+        let members = stubs::members_served(&sockets);
         let tell = self.audience.borrow_mut().offer(members, now_ms());
         match tell {
             Tell::Now(members) => {

@@ -12,25 +12,10 @@ use worker::{Env, Result, State};
 
 use crate::error;
 use crate::fanout::relays::{Relay, RelayBook, Ticket};
+use crate::objects::history::table_exists;
 use crate::objects::protocol::relay_object;
 use crate::objects::stubs::RelayStub;
 use crate::platform::now_ms;
-
-/// The relays table, created with the stream object's other tables.
-pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relays (
-    idx INTEGER PRIMARY KEY,
-    sockets INTEGER NOT NULL,
-    placed_at REAL NOT NULL,
-    active INTEGER NOT NULL
-)";
-
-/// What each relay's sockets serve (see `fanout::viewers`), created with
-/// the stream object's other tables, so the stream's total outlives the
-/// object's eviction.
-pub(crate) const VIEWERS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relay_viewers (
-    idx INTEGER PRIMARY KEY,
-    viewers INTEGER NOT NULL
-)";
 
 /// One relay in the stream's stats.
 #[derive(Debug, Serialize)]
@@ -63,23 +48,13 @@ impl Relays {
             return Ok(());
         }
         #[derive(Deserialize)]
-        struct Count {
-            n: i64,
-        }
-        #[derive(Deserialize)]
         struct Value {
             value: i64,
         }
         let sql = state.storage().sql();
-        let exists: Vec<Count> = sql
-            .exec(
-                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'relays'",
-                None,
-            )?
-            .to_array()?;
         // The relays table comes with `meta` (the stream object creates
         // its tables together).
-        let book = if exists.first().is_some_and(|c| c.n > 0) {
+        let book = if table_exists(&sql, "relays")? {
             let counter: Vec<Value> = sql
                 .exec("SELECT value FROM meta WHERE name = 'push'", None)?
                 .to_array()?;
@@ -364,19 +339,8 @@ impl Relays {
                 idx: i64,
                 viewers: i64,
             }
-            #[derive(Deserialize)]
-            struct Count {
-                n: i64,
-            }
             let sql = state.storage().sql();
-            let exists: Vec<Count> = sql
-                .exec(
-                    "SELECT COUNT(*) AS n FROM sqlite_master
-                     WHERE type = 'table' AND name = 'relay_viewers'",
-                    None,
-                )?
-                .to_array()?;
-            let rows: Vec<Row> = if exists.first().is_some_and(|c| c.n > 0) {
+            let rows: Vec<Row> = if table_exists(&sql, "relay_viewers")? {
                 sql.exec("SELECT idx, viewers FROM relay_viewers", None)?
                     .to_array()?
             } else {

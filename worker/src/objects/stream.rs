@@ -149,6 +149,9 @@ impl DurableObject for StreamObject {
                 viewers: self.viewers()?,
             }),
             StreamCall::RelayViewers { relay, viewers } => {
+                // The table exists once a relay was placed; an object from
+                // before it was added gets it here.
+                self.history.create_tables()?;
                 self.relays.set_viewers(&self.state, relay, Some(viewers))?;
                 self.audience_changed().await?;
                 Response::ok("")
@@ -161,12 +164,7 @@ impl DurableObject for StreamObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        // A feed says how many clients it serves; anything else is ignored,
-        // which keeps a misbehaving peer harmless.
-        if let WebSocketIncomingMessage::String(text) = message
-            && let Some(SocketNote::Members(members)) = SocketNote::decode(&text)
-        {
-            ws.serialize_attachment(members)?;
+        if stubs::note_members(&ws, message)? {
             self.audience_changed().await?;
         }
         Ok(())
@@ -200,14 +198,8 @@ impl StreamObject {
     /// The clients of the stream: those the feeds on its own sockets serve
     /// and those its relays' sockets serve.
     fn viewers(&self) -> Result<u64> {
-        let sockets = self.state.get_websockets_with_tag(SUBSCRIBER);
-        let own = sockets.iter().map(|ws| {
-            ws.deserialize_attachment::<u64>()
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        });
-        Ok(viewers::total(own, self.relays.viewers(&self.state)?))
+        let own = stubs::members_served(&self.state.get_websockets_with_tag(SUBSCRIBER));
+        Ok(viewers::total([own], self.relays.viewers(&self.state)?))
     }
 
     /// The stream's name: said by every call; after an eviction, an alarm

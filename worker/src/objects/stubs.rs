@@ -12,14 +12,16 @@ use js_sys::Uint8Array;
 use shared::cursor::StreamName;
 use shared::{IngestReply, RoundEvent};
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub, WebSocket};
+use worker::{
+    Env, Headers, Method, Request, RequestInit, Response, Stub, WebSocket, WebSocketIncomingMessage,
+};
 
 use crate::config::{DIRECTORY, RELAYS, STREAMS};
 use crate::error::{Error, Kind, Result};
 use crate::objects::protocol::{
     self, Closed, DirectoryCall, FeedResume, GameEntry, JoinRefused, JoinReply, OBJECT_HEADER,
-    OpeningHead, PlacementHead, Refusal, RelayCall, RelayCount, Start, StreamCall, Ticket, Verb,
-    Viewers, Wire,
+    OpeningHead, PlacementHead, Refusal, RelayCall, RelayCount, SocketNote, Start, StreamCall,
+    Ticket, Verb, Viewers, Wire,
 };
 use crate::platform::deadline::within;
 
@@ -467,4 +469,33 @@ impl DirectoryStub {
         let call = DirectoryCall::Fault(on);
         bytes(self.call(&call).await?, "directory").await.map(drop)
     }
+}
+
+/// A subscriber socket's text message: when it is a feed's
+/// [`SocketNote::Members`], the count is kept in the socket's hibernation
+/// attachment and `true` is answered (the audience may have changed).
+/// Anything else is ignored, which keeps a misbehaving peer harmless.
+pub(crate) fn note_members(
+    ws: &WebSocket,
+    message: WebSocketIncomingMessage,
+) -> worker::Result<bool> {
+    if let WebSocketIncomingMessage::String(text) = message
+        && let Some(SocketNote::Members(members)) = SocketNote::decode(&text)
+    {
+        ws.serialize_attachment(members)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The clients the feeds on `sockets` said they serve (a socket closing
+/// was set to 0).
+pub(crate) fn members_served(sockets: &[WebSocket]) -> u64 {
+    let each = sockets.iter().map(|ws| {
+        ws.deserialize_attachment::<u64>()
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    });
+    crate::fanout::viewers::total(each, [])
 }

@@ -448,6 +448,20 @@ pub fn read_usage(id: &str, days: &[String]) -> Vec<Command> {
         .collect()
 }
 
+/// Commands (two, for one pipeline with other keys') reading what an
+/// operator sees of a key now: the streams holding an unexpired lease at
+/// `now_ms` (a `ZCOUNT`), then today's usage (an `HGETALL`, read with
+/// [`day_usage`] for the day [`day`]`(now_ms)`).
+pub fn read_key_now(id: &str, now_ms: i64) -> [Command; 2] {
+    [
+        Command::new("ZCOUNT")
+            .arg(streams_key(id))
+            .arg(format!("({now_ms}"))
+            .arg("+inf"),
+        Command::new("HGETALL").arg(usage_key(id, &day(now_ms))),
+    ]
+}
+
 /// A day's usage from its `HGETALL` reply (a flat field, value list).
 pub fn day_usage(day: &str, reply: &Value) -> Result<DayUsage, Error> {
     let mut usage = DayUsage {
@@ -670,5 +684,16 @@ mod tests {
         );
         assert_eq!(day_usage("d", &Value::Array(vec![])).unwrap().connects, 0);
         assert!(day_usage("d", &Value::Array(vec![Value::Int(1)])).is_err());
+    }
+
+    #[test]
+    fn a_key_now_is_its_unexpired_leases_and_todays_usage() {
+        let now = 1_764_720_000_123; // 2025-12-03
+        let [open, usage] = read_key_now("key_1", now);
+        assert_eq!(
+            open.parts(),
+            ["ZCOUNT", "gf:{key_1}:streams", "(1764720000123", "+inf"]
+        );
+        assert_eq!(usage.parts(), ["HGETALL", "gf:{key_1}:usage:2025-12-03"]);
     }
 }

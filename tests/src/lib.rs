@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod postgres;
 pub mod process;
 pub mod runs;
+pub mod scrape;
 pub mod sse;
 pub mod stack;
 pub mod upstash_client;

@@ -21,6 +21,8 @@
 //! - `fanout`: the fan-out's decisions as plain Rust, no JavaScript: the
 //!   store's idempotency and backlog, the feeds' life, relay placement and
 //!   pushes, message heads. Tested natively.
+//! - `metrics`: what operators read, as plain Rust: a stream's figures per
+//!   minute and the Prometheus scrape. Tested natively.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,7 @@ mod error;
 mod fanout;
 mod http;
 mod isolate;
+mod metrics;
 mod objects;
 mod platform;
 pub mod routes;

@@ -282,3 +282,43 @@ fn take_seconds(held: &mut Held, now_ms: f64) -> Lease {
 
 #[cfg(test)]
 mod tests;
+
+/// Admissions this isolate let in failing open that the directory's total
+/// (`gamefeed_limits_failed_open_total`) does not hold yet. They are
+/// reported at most every `every_ms`, one report at a time; a report that
+/// failed is added back for the next.
+#[derive(Debug, Default)]
+pub(crate) struct FailOpenTally {
+    unreported: u64,
+    in_flight: bool,
+    last_sent_ms: Option<f64>,
+}
+
+impl FailOpenTally {
+    /// One more admission let in failing open.
+    pub(crate) fn count(&mut self) {
+        self.unreported += 1;
+    }
+
+    /// The count to report now, if one is due; the report is then in
+    /// flight until [`FailOpenTally::done`].
+    pub(crate) fn take(&mut self, now_ms: f64, every_ms: f64) -> Option<u64> {
+        let due = self
+            .last_sent_ms
+            .is_none_or(|last| now_ms - last + SLACK_MS >= every_ms);
+        if self.in_flight || self.unreported == 0 || !due {
+            return None;
+        }
+        self.in_flight = true;
+        self.last_sent_ms = Some(now_ms);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// The report of `count` ended; `taken`: the directory added it.
+    pub(crate) fn done(&mut self, count: u64, taken: bool) {
+        self.in_flight = false;
+        if !taken {
+            self.unreported += count;
+        }
+    }
+}

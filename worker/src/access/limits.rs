@@ -26,10 +26,12 @@ use shared::limits::{self, Lease, Limits, TokenLimit, Verdict};
 use shared::upstash::{self, Command};
 use worker::{Context, Env};
 
-use crate::access::ledger::{Book, Handle, Rate, Timing};
+use crate::access::ledger::{Book, FailOpenTally, Handle, Rate, Timing};
 use crate::access::upstash::client;
 use crate::config::LimitsConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::exposition::KeyFigures;
+use crate::objects::directory;
 use crate::platform::{background, now_ms};
 
 /// A lease held by one open stream; give it back with [`release`].
@@ -46,6 +48,8 @@ struct LedgerState {
     last_failure_log_ms: Option<f64>,
     /// Admissions let through because Upstash could not be asked.
     failed_open: u64,
+    /// Of those, the ones not yet added to the directory's total.
+    tally: FailOpenTally,
     failures_since_log: u64,
     /// Calls Upstash refused (token, quota): a configuration error, logged
     /// apart from slowness.
@@ -268,6 +272,7 @@ pub(crate) async fn admit_stream(
                 return Err(too_many_streams());
             }
             i.failed_open += 1;
+            i.tally.count();
         }
         Ok(i.book.hold(lease, confirmed, now))
     })?;
@@ -283,7 +288,10 @@ pub(crate) async fn admit_request(env: &Env, record: &ApiKeyRecord) -> ApiResult
     let limits = Limits::for_key(record, config.defaults);
     let command = limits::admit_request(&record.id, now_ms() as i64, limits);
     if !ask(&config, &record.id, Rate::Requests, command).await? {
-        with(|i| i.failed_open += 1);
+        with(|i| {
+            i.failed_open += 1;
+            i.tally.count();
+        });
     }
     Ok(())
 }
@@ -298,11 +306,34 @@ fn lease_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Least time between two reports of an isolate's fail-open admissions.
+const FAILED_OPEN_REPORT_MS: f64 = 5_000.0;
+
+/// Adds the admissions this isolate let in failing open to the directory's
+/// total (`gamefeed_limits_failed_open_total`), after the response, at most
+/// every [`FAILED_OPEN_REPORT_MS`]. Called as each request starts and by
+/// every open stream's timer, so a count waits at most for the isolate's
+/// next request or tick.
+pub(crate) fn report_failed_open(env: &Env, ctx: &Context) {
+    let Some(count) = with(|i| i.tally.take(now_ms(), FAILED_OPEN_REPORT_MS)) else {
+        return;
+    };
+    let env = env.clone();
+    background::after_response(ctx, async move {
+        let added = directory::add_failed_open(&env, count).await;
+        if let Err(err) = &added {
+            worker::console_warn!("limits: reporting {count} fail-open admission(s) failed: {err}");
+        }
+        with(|i| i.tally.done(count, added.is_ok()));
+    });
+}
+
 /// Called by every open stream's timer: when the book says a refresh is
 /// due (whichever stream's timer comes first), extends every lease of this
 /// isolate, takes in the ones let in failing open, and counts their stream
 /// seconds, in one pipeline.
 pub(crate) fn tick(env: &Env, ctx: &Context) {
+    report_failed_open(env, ctx);
     let now = now_ms();
     let all = crate::config::get(env);
     let config = &all.limits;
@@ -405,4 +436,47 @@ pub(crate) async fn usage(env: &Env, key_id: &str, days: u32) -> ApiResult<serde
         usage.push(limits::day_usage(day, &value).map_err(unavailable)?);
     }
     Ok(serde_json::json!({"usage": usage}))
+}
+
+/// What an operator sees of each key of `ids` now (streams open, today's
+/// usage), read in one pipeline. `None` while limits are off.
+pub(crate) async fn keys_now(env: &Env, ids: &[String]) -> ApiResult<Option<Vec<KeyFigures>>> {
+    let config = config(env);
+    let Some((url, token)) = &config.upstash else {
+        return Ok(None);
+    };
+    if ids.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let now = now_ms() as i64;
+    let today = limits::day(now);
+    let commands: Vec<Command> = ids
+        .iter()
+        .flat_map(|id| limits::read_key_now(id, now))
+        .collect();
+    let unavailable = |err: upstash::Error| {
+        worker::console_error!("limits: reading the keys' figures failed: {err}");
+        ApiError::unavailable("usage cannot be read right now, retry shortly")
+    };
+    let replies = client(url, token, config.background_timeout)
+        .pipeline(&commands)
+        .await
+        .map_err(unavailable)?;
+    let short = || unavailable(upstash::Error::Malformed("short pipeline reply".into()));
+    let mut replies = replies.into_iter();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let open = replies.next().ok_or_else(short)?.map_err(unavailable)?;
+        let usage = replies.next().ok_or_else(short)?.map_err(unavailable)?;
+        let day = limits::day_usage(&today, &usage).map_err(unavailable)?;
+        out.push(KeyFigures {
+            key_id: id.clone(),
+            streams_open: u64::try_from(open.as_i64().map_err(unavailable)?).unwrap_or(0),
+            connects: day.connects,
+            rejected: day.rejected,
+            stream_seconds: day.stream_seconds,
+            requests: day.requests,
+        });
+    }
+    Ok(Some(out))
 }

@@ -10,10 +10,12 @@ use std::cell::RefCell;
 
 use serde::Deserialize;
 use shared::cursor::StreamName;
-use worker::{DurableObject, Env, Request, Response, Result, State, durable_object};
+use worker::{
+    DurableObject, Env, Request, Response, Result, SqlStorageValue, State, durable_object,
+};
 
 use crate::error;
-use crate::objects::protocol::{DirectoryCall, GameEntry};
+use crate::objects::protocol::{DirectoryCall, FailedOpen, GameEntry};
 use crate::objects::stubs::{self, DirectoryStub};
 use crate::platform::now_ms;
 
@@ -45,6 +47,15 @@ impl DurableObject for Directory {
         );
         if let Err(err) = created {
             worker::console_error!("creating the games table failed: {err}");
+        }
+        // Totals over all isolates (`failed_open`: admissions let in while
+        // Upstash could not be asked).
+        let created = state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            None,
+        );
+        if let Err(err) = created {
+            worker::console_error!("creating the counters table failed: {err}");
         }
         Self {
             state,
@@ -92,6 +103,33 @@ impl DurableObject for Directory {
                     .to_array()?;
                 let games: Vec<GameEntry> = rows.into_iter().map(Row::into_entry).collect();
                 Response::from_json(&games)
+            }
+            DirectoryCall::AddFailedOpen(n) => {
+                sql.exec(
+                    "INSERT INTO counters (name, value) VALUES ('failed_open', ?)
+                     ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    vec![SqlStorageValue::Integer(
+                        i64::try_from(n).unwrap_or(i64::MAX),
+                    )],
+                )?;
+                Response::ok("")
+            }
+            DirectoryCall::FailedOpen => {
+                #[derive(Deserialize)]
+                struct Value {
+                    value: i64,
+                }
+                let rows: Vec<Value> = sql
+                    .exec(
+                        "SELECT value FROM counters WHERE name = 'failed_open'",
+                        None,
+                    )?
+                    .to_array()?;
+                Response::from_json(&FailedOpen {
+                    failed_open: rows
+                        .first()
+                        .map_or(0, |v| u64::try_from(v.value).unwrap_or(0)),
+                })
             }
             DirectoryCall::Fault(_) => Response::error("unreachable", 500),
         }
@@ -174,6 +212,16 @@ pub(crate) async fn games(env: &Env) -> error::Result<Vec<GameEntry>> {
 /// Records what a stored batch taught about games.
 pub(crate) async fn upsert(env: &Env, entries: Vec<GameEntry>) -> error::Result<()> {
     DirectoryStub::new(env)?.upsert(entries).await
+}
+
+/// Adds an isolate's fail-open admissions to the total.
+pub(crate) async fn add_failed_open(env: &Env, count: u64) -> error::Result<()> {
+    DirectoryStub::new(env)?.add_failed_open(count).await
+}
+
+/// Fail-open admissions over all isolates.
+pub(crate) async fn failed_open(env: &Env) -> error::Result<u64> {
+    DirectoryStub::new(env)?.failed_open().await
 }
 
 /// Turns the directory's fault injection on or off (admin route, only with

@@ -6,8 +6,11 @@
 //! `updates` (every update sent, with the newest round's `seq` then: its
 //! SSE id is `<that round>.<useq>`), `meta` (`watermark`: the highest round
 //! id ever trimmed; `push`: the message counter, see `objects::relays`), and
-//! the relays table. They are created by the first store, so asking about a
-//! game that never had a round writes nothing.
+//! the relays tables, and the figures (`series`, `totals`: see [`figures`]).
+//! They are created by the first store, so asking about a game that never
+//! had a round writes nothing.
+
+mod figures;
 
 use std::cell::Cell;
 
@@ -55,6 +58,8 @@ pub(crate) struct History {
     sql: SqlStorage,
     /// The tables are known to exist.
     tables: Cell<bool>,
+    /// Series rows up to a day before this minute are already deleted.
+    trimmed_before: Cell<i64>,
 }
 
 impl History {
@@ -63,6 +68,7 @@ impl History {
         Self {
             sql: state.storage().sql(),
             tables: Cell::new(false),
+            trimmed_before: Cell::new(i64::MIN),
         }
     }
 
@@ -111,6 +117,8 @@ impl History {
         )?;
         sql.exec(RELAYS_SCHEMA, None)?;
         sql.exec(RELAY_VIEWERS_SCHEMA, None)?;
+        sql.exec(figures::SERIES_SCHEMA, None)?;
+        sql.exec(figures::TOTALS_SCHEMA, None)?;
         self.tables.set(true);
         Ok(())
     }

@@ -195,6 +195,15 @@ pub(crate) enum StreamCall {
     },
     /// The stream's viewers: [`Viewers`].
     Viewers,
+    /// The stream's figures per minute over the last `minutes` minutes:
+    /// `metrics::series::Series` (JSON).
+    Series {
+        /// 1 to `metrics::series::KEEP_MINUTES`.
+        minutes: u32,
+    },
+    /// What a scrape reads of the stream, without calling its relays:
+    /// `metrics::exposition::StreamFigures` (JSON).
+    Figures,
     /// A relay's sockets serve this many clients.
     RelayViewers {
         /// The relay's index.
@@ -246,6 +255,13 @@ impl StreamCall {
                 false,
             ),
             Self::Viewers => wire(Verb::Get, "/viewers", &[], false),
+            Self::Series { minutes } => wire(
+                Verb::Get,
+                "/series",
+                &[("minutes", minutes.to_string())],
+                false,
+            ),
+            Self::Figures => wire(Verb::Get, "/figures", &[], false),
             Self::RelayViewers { relay, viewers } => wire(
                 Verb::Post,
                 "/relay-viewers",
@@ -302,6 +318,13 @@ impl StreamCall {
                 relay: t.required("relay")?,
             },
             (Verb::Get, "/viewers") => Self::Viewers,
+            (Verb::Get, "/series") => Self::Series {
+                minutes: crate::metrics::series::parse_minutes(
+                    t.param::<String>("minutes")?.as_deref(),
+                )
+                .map_err(Refusal::bad)?,
+            },
+            (Verb::Get, "/figures") => Self::Figures,
             (Verb::Post, "/relay-viewers") => Self::RelayViewers {
                 relay: t.required("relay")?,
                 viewers: t.required("viewers")?,
@@ -549,6 +572,17 @@ pub(crate) enum DirectoryCall {
     /// Fault injection (only with `ALLOW_FAULTS`): fail every other call
     /// while on.
     Fault(bool),
+    /// An isolate let this many admissions in failing open.
+    AddFailedOpen(u64),
+    /// Admissions let in failing open over all isolates: [`FailedOpen`].
+    FailedOpen,
+}
+
+/// The answer of [`DirectoryCall::FailedOpen`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FailedOpen {
+    /// Since the directory was created.
+    pub(crate) failed_open: u64,
 }
 
 impl DirectoryCall {
@@ -559,6 +593,10 @@ impl DirectoryCall {
             Self::Games => wire(Verb::Get, "/games", &[], false),
             Self::Upsert(_) => wire(Verb::Post, "/upsert", &[], false),
             Self::Fault(on) => wire(Verb::Post, "/fault", &[("failing", on.to_string())], false),
+            Self::AddFailedOpen(n) => {
+                wire(Verb::Post, "/failed-open", &[("n", n.to_string())], false)
+            }
+            Self::FailedOpen => wire(Verb::Get, "/failed-open", &[], false),
         }
     }
 
@@ -580,6 +618,8 @@ impl DirectoryCall {
                     .map_err(|e| Refusal::bad(format!("bad entries: {e}")))?,
             ),
             (Verb::Post, "/fault") => Self::Fault(t.required("failing")?),
+            (Verb::Post, "/failed-open") => Self::AddFailedOpen(t.required("n")?),
+            (Verb::Get, "/failed-open") => Self::FailedOpen,
             _ => return Err(Refusal::unknown()),
         })
     }

@@ -292,6 +292,11 @@ impl Relays {
         Ok(())
     }
 
+    /// How many relays are in use, from the book (no relay is called).
+    pub(crate) fn active_count(&self, state: &State) -> Result<u64> {
+        Ok(self.with(state, |book| book.active().len())? as u64)
+    }
+
     /// The clients each relay serves, as they said.
     pub(crate) fn viewers(&self, state: &State) -> Result<Vec<u64>> {
         self.with_viewers(state, |v| v.values().copied().collect())

@@ -24,6 +24,8 @@ use worker::{
 use crate::fanout::message::{MessageHead, Outbox};
 use crate::fanout::store::{self, Stored};
 use crate::fanout::viewers::{self, Tell, Throttle};
+use crate::metrics::exposition::StreamFigures;
+use crate::metrics::series::{Delays, minute_of, series};
 use crate::objects::history::{History, to_err};
 use crate::objects::protocol::{Closed, FeedResume, SocketNote, Start, StreamCall, Viewers};
 use crate::objects::relays::Relays;
@@ -145,6 +147,28 @@ impl DurableObject for StreamObject {
                 self.audience_changed().await?;
                 Response::ok("")
             }
+            StreamCall::Series { minutes } => {
+                let now = minute_of(now_ms());
+                let (rows, carry) = self.history.series_rows(now - i64::from(minutes) + 1)?;
+                Response::from_json(&series(&name, &rows, now, minutes, carry))
+            }
+            StreamCall::Figures => {
+                let (rounds, delays) = self.history.totals()?;
+                let local = self.state.get_websockets_with_tag(SUBSCRIBER).len() as u64;
+                let relays = if self.history.has_tables()? {
+                    self.relays.active_count(&self.state)?
+                } else {
+                    0
+                };
+                Response::from_json(&StreamFigures {
+                    stream: name,
+                    viewers: self.viewers()?,
+                    relays,
+                    sockets: local,
+                    rounds,
+                    delays,
+                })
+            }
             StreamCall::Viewers => Response::from_json(&Viewers {
                 viewers: self.viewers()?,
             }),
@@ -227,7 +251,9 @@ impl StreamObject {
     /// through the relays) now, or at the alarm once that is allowed.
     async fn audience_changed(&self) -> Result<()> {
         let total = self.viewers()?;
-        let tell = self.audience.borrow_mut().offer(total, now_ms());
+        let now = now_ms();
+        self.history.record_viewers(minute_of(now), total)?;
+        let tell = self.audience.borrow_mut().offer(total, now);
         match tell {
             Tell::Now(viewers) => {
                 let note = SocketNote::Viewers(viewers).encode();
@@ -305,6 +331,9 @@ impl StreamObject {
         let initial_before = self.history.initial_frame()?;
         let mut reply = IngestReply::default();
         let mut out = Outbox::default();
+        // Edge receipt: every round of the batch arrived now.
+        let now = now_ms();
+        let (mut fresh, mut delays) = (0u64, Delays::default());
         for event in events {
             let round = &event.round;
             let json = serde_json::to_string(round)
@@ -319,6 +348,8 @@ impl StreamObject {
                 Stored::Duplicate => (false, None),
                 Stored::Insert { event } => {
                     self.history.insert(round.round_id, &json)?;
+                    fresh += 1;
+                    delays.observe(now - round.timestamp as f64);
                     (true, event)
                 }
                 Stored::Correct => {
@@ -342,6 +373,7 @@ impl StreamObject {
         }
         self.history
             .trim(crate::config::get(&self.env).stream.history_limit)?;
+        self.history.record_rounds(minute_of(now), fresh, &delays)?;
         let initial = self.history.initial_frame()?;
         if out.messages.is_empty() && initial != initial_before {
             // A silent change (a backfill, a trimmed latest round): feeds

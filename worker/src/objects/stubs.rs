@@ -18,10 +18,11 @@ use worker::{
 
 use crate::config::{DIRECTORY, RELAYS, STREAMS};
 use crate::error::{Error, Kind, Result};
+use crate::metrics::exposition::StreamFigures;
 use crate::objects::protocol::{
-    self, Closed, DirectoryCall, FeedResume, GameEntry, JoinRefused, JoinReply, OBJECT_HEADER,
-    OpeningHead, PlacementHead, Refusal, RelayCall, RelayCount, SocketNote, Start, StreamCall,
-    Ticket, Verb, Viewers, Wire,
+    self, Closed, DirectoryCall, FailedOpen, FeedResume, GameEntry, JoinRefused, JoinReply,
+    OBJECT_HEADER, OpeningHead, PlacementHead, Refusal, RelayCall, RelayCount, SocketNote, Start,
+    StreamCall, Ticket, Verb, Viewers, Wire,
 };
 use crate::platform::deadline::within;
 
@@ -297,6 +298,16 @@ impl StreamStub {
         Ok(answer.viewers)
     }
 
+    /// The stream's figures per minute (JSON, `metrics::series::Series`).
+    pub(crate) async fn series(&self, minutes: u32) -> Result<Vec<u8>> {
+        bytes(self.call(&StreamCall::Series { minutes }).await?, "series").await
+    }
+
+    /// What a scrape reads of the stream; its relays are not called.
+    pub(crate) async fn figures(&self) -> Result<StreamFigures> {
+        json(self.call(&StreamCall::Figures).await?, "figures").await
+    }
+
     /// Tells the stream how many clients a relay's sockets serve.
     pub(crate) async fn relay_viewers(&self, relay: u32, viewers: u64) -> Result<()> {
         let call = StreamCall::RelayViewers { relay, viewers };
@@ -462,6 +473,19 @@ impl DirectoryStub {
     pub(crate) async fn upsert(&self, entries: Vec<GameEntry>) -> Result<()> {
         let call = DirectoryCall::Upsert(entries);
         bytes(self.call(&call).await?, "directory").await.map(drop)
+    }
+
+    /// Adds an isolate's fail-open admissions to the total.
+    pub(crate) async fn add_failed_open(&self, count: u64) -> Result<()> {
+        let call = DirectoryCall::AddFailedOpen(count);
+        bytes(self.call(&call).await?, "directory").await.map(drop)
+    }
+
+    /// Fail-open admissions over all isolates.
+    pub(crate) async fn failed_open(&self) -> Result<u64> {
+        let answer: FailedOpen =
+            json(self.call(&DirectoryCall::FailedOpen).await?, "directory").await?;
+        Ok(answer.failed_open)
     }
 
     /// Fault injection on or off.

@@ -5,6 +5,7 @@
 //! streams need) and `id:<key id>` → `<sha256 hex>` (so a key can be revoked
 //! by id without ever storing the key).
 
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use shared::apikey::{self, ApiKeyRecord};
 use shared::cursor::StreamName;
@@ -13,13 +14,15 @@ use shared::names;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use worker::{Date, Env, Request, Response};
+use worker::{Date, Env, Headers, Request, Response};
 
 use crate::access::keys::{self, ID_PREFIX};
 use crate::access::limits;
 use crate::config::KEYS;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, to_json};
+use crate::metrics::exposition::{self, Scrape};
+use crate::metrics::series;
 use crate::objects::directory;
 use crate::objects::stubs::StreamStub;
 use crate::platform::random_bytes;
@@ -180,6 +183,16 @@ pub(crate) async fn create_key(mut req: Request, env: Env) -> ApiResult<Response
 
 /// `GET /admin/keys`: every record, never a key or a hash.
 pub(crate) async fn list_keys(env: Env) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    struct Body {
+        keys: Vec<ApiKeyRecord>,
+    }
+    let keys = all_records(&env).await?;
+    respond(200, to_json(&Body { keys })?)
+}
+
+/// Every key's record, oldest first.
+async fn all_records(env: &Env) -> ApiResult<Vec<ApiKeyRecord>> {
     let kv = env.kv(KEYS)?;
     let mut names = Vec::new();
     let mut cursor: Option<String> = None;
@@ -202,11 +215,7 @@ pub(crate) async fn list_keys(env: Env) -> ApiResult<Response> {
         }
     }
     keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    #[derive(Serialize)]
-    struct Body {
-        keys: Vec<ApiKeyRecord>,
-    }
-    respond(200, to_json(&Body { keys })?)
+    Ok(keys)
 }
 
 /// `DELETE /admin/keys/:id`: revokes; the record stays, marked revoked.
@@ -264,7 +273,7 @@ pub(crate) fn limits_health(env: &Env) -> ApiResult<Response> {
         seen: limits::Health,
     }
     let body = Body {
-        limits: if limits::enabled(env) { "on" } else { "off" },
+        limits: super::limits_state(env),
         seen: limits::health(),
     };
     respond(200, to_json(&body)?)
@@ -301,6 +310,17 @@ fn faults_allowed(env: &Env) -> ApiResult<()> {
     }
 }
 
+/// The stream `/admin/streams/:kind/:name` names.
+fn stream_of(kind: &str, name: &str) -> ApiResult<StreamName> {
+    let name =
+        names::validate(name).map_err(|e| ApiError::bad_request(format!("invalid name: {e}")))?;
+    match kind {
+        "game" => Ok(StreamName::Game(name.to_owned())),
+        "type" => Ok(StreamName::Type(name.to_owned())),
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
+    }
+}
+
 /// `GET /admin/streams/:kind/:name`: a stream object's socket count, stored
 /// rounds and instance id (which changes when the object was evicted and
 /// rebuilt). `POST …/disconnect` ends every client's stream (they reconnect
@@ -311,20 +331,104 @@ pub(crate) async fn stream_admin(
     name: &str,
     disconnect: bool,
 ) -> ApiResult<Response> {
-    let name =
-        names::validate(name).map_err(|e| ApiError::bad_request(format!("invalid name: {e}")))?;
-    let stream = match kind {
-        "game" => StreamName::Game(name.to_owned()),
-        "type" => StreamName::Type(name.to_owned()),
-        _ => return Err(ApiError::new(ErrorCode::NotFound, "no such route")),
-    };
-    let object = StreamStub::of(&env, &stream)?;
+    let object = StreamStub::of(&env, &stream_of(kind, name)?)?;
     let body = if disconnect {
         to_json(&object.disconnect().await?)?
     } else {
         object.stats().await?
     };
     respond(200, body)
+}
+
+/// `GET /admin/streams/:kind/:name/series?minutes=N` (1–1440, default 60):
+/// the stream's figures per minute (`metrics::series::Series`).
+pub(crate) async fn stream_series(
+    req: &Request,
+    env: Env,
+    kind: &str,
+    name: &str,
+) -> ApiResult<Response> {
+    let minutes = series::parse_minutes(http::query(req, "minutes").as_deref())
+        .map_err(ApiError::bad_request)?;
+    let object = StreamStub::of(&env, &stream_of(kind, name)?)?;
+    respond(200, object.series(minutes).await?)
+}
+
+/// Everything a scrape shows, gathered with `2 + S` object calls whatever
+/// the audience: the directory's games and its fail-open total, then one
+/// call to each of the S streams (every game and game type; relays are
+/// not called). Keys come from KV and, with limits on, one Upstash
+/// pipeline. A stream that does not answer, or Upstash, is left out of the
+/// scrape (and logged) rather than failing all of it.
+async fn gather(env: &Env) -> ApiResult<Scrape> {
+    let games = directory::games(env).await?;
+    let mut streams: Vec<StreamName> = games
+        .iter()
+        .map(|g| StreamName::Game(g.slug.clone()))
+        .collect();
+    let mut types: Vec<&str> = games.iter().map(|g| g.game_type.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    streams.extend(types.into_iter().map(|t| StreamName::Type(t.to_owned())));
+    let asked = join_all(streams.iter().map(|stream| async move {
+        let figures = match StreamStub::of(env, stream) {
+            Ok(stub) => stub.figures().await,
+            Err(err) => Err(err),
+        };
+        figures.inspect_err(|err| worker::console_warn!("metrics: {stream} did not answer: {err}"))
+    }))
+    .await;
+    let failed_open = directory::failed_open(env).await?;
+    let records = all_records(env).await?;
+    let ids: Vec<String> = records
+        .into_iter()
+        .filter(|r| !r.revoked)
+        .map(|r| r.id)
+        .collect();
+    // Without Upstash the scrape still answers (its fail-open total is what
+    // an operator needs then); the keys' figures are left out.
+    let keys = limits::keys_now(env, &ids)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Ok(Scrape {
+        streams: asked.into_iter().filter_map(Result::ok).collect(),
+        keys,
+        failed_open,
+    })
+}
+
+/// `GET /admin/metrics`: the edge's figures for Prometheus (see
+/// `metrics::exposition`).
+pub(crate) async fn metrics(env: Env) -> ApiResult<Response> {
+    let scrape = gather(&env).await?;
+    let text = exposition::render(&scrape)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the metrics could not be written"))?;
+    let headers = Headers::new();
+    headers.set("content-type", exposition::CONTENT_TYPE)?;
+    headers.set("cache-control", "no-store")?;
+    Ok(Response::builder()
+        .with_headers(headers)
+        .fixed(text.into_bytes()))
+}
+
+/// `GET /admin/overview`: the same figures as JSON, with the Worker's
+/// health (the console's first read).
+pub(crate) async fn overview(env: Env) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    struct Body {
+        #[serde(flatten)]
+        scrape: Scrape,
+        limits: &'static str,
+        config: serde_json::Value,
+    }
+    let body = Body {
+        scrape: gather(&env).await?,
+        limits: super::limits_state(&env),
+        config: super::config_state(&env),
+    };
+    respond(200, to_json(&body)?)
 }
 
 fn respond(status: u16, body: Vec<u8>) -> ApiResult<Response> {

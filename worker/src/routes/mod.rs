@@ -46,6 +46,8 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let origin = is_public(&segments)
         .then(|| req.headers().get("origin").ok().flatten())
         .flatten();
+    // Fail-open admissions of earlier requests, added to the global total.
+    limits::report_failed_open(&env, &ctx);
     let outcome = route(req, env, ctx, &method, &segments).await;
     match outcome {
         Ok(response) => Ok(response),
@@ -162,6 +164,21 @@ async fn route(
             admin::authorize(&req, &env)?;
             admin::stream_admin(env, kind, name, false).await
         }
+        ["admin", "streams", kind, name, "series"] => {
+            allow(method, &[Get])?;
+            admin::authorize(&req, &env)?;
+            admin::stream_series(&req, env, kind, name).await
+        }
+        ["admin", "metrics"] => {
+            allow(method, &[Get])?;
+            admin::authorize(&req, &env)?;
+            admin::metrics(env).await
+        }
+        ["admin", "overview"] => {
+            allow(method, &[Get])?;
+            admin::authorize(&req, &env)?;
+            admin::overview(env).await
+        }
         ["admin", "streams", kind, name, "disconnect"] => {
             allow(method, &[Post])?;
             admin::authorize(&req, &env)?;
@@ -225,22 +242,31 @@ fn healthz(env: &Env) -> ApiResult<Response> {
         limits: &'static str,
         config: serde_json::Value,
     }
-    let problems = crate::config::get(env).problem_names();
-    let on = limits::enabled(env);
     let health = Health {
         status: "ok",
-        limits: if on { "on" } else { "off" },
-        config: if problems.is_empty() {
-            serde_json::json!("ok")
-        } else {
-            serde_json::json!(problems)
-        },
+        limits: limits_state(env),
+        config: config_state(env),
     };
     Ok(crate::http::json(
         200,
         crate::http::to_json(&health)?,
         None,
     )?)
+}
+
+/// `"ok"`, or the names of the variables whose values could not be used.
+fn config_state(env: &Env) -> serde_json::Value {
+    let problems = crate::config::get(env).problem_names();
+    if problems.is_empty() {
+        serde_json::json!("ok")
+    } else {
+        serde_json::json!(problems)
+    }
+}
+
+/// `"on"` or `"off"`: whether per-key limits are on.
+fn limits_state(env: &Env) -> &'static str {
+    if limits::enabled(env) { "on" } else { "off" }
 }
 
 /// CORS preflight of the public routes. When the URL carries the key or a

@@ -179,3 +179,26 @@ fn remembered_refusals_are_bounded() {
     assert_eq!(book.refused("late", Rate::Requests, 20.0), Some(1));
     assert_eq!(book.refusals.len(), 1);
 }
+
+#[test]
+fn fail_open_counts_are_reported_once_each_and_at_most_every_period() {
+    let mut tally = FailOpenTally::default();
+    assert_eq!(tally.take(0.0, 5000.0), None, "nothing to report");
+    tally.count();
+    tally.count();
+    assert_eq!(tally.take(0.0, 5000.0), Some(2));
+    tally.count();
+    assert_eq!(tally.take(10_000.0, 5000.0), None, "one report at a time");
+    tally.done(2, true);
+    assert_eq!(tally.take(1000.0, 5000.0), None, "too soon after the last");
+    assert_eq!(tally.take(5000.0, 5000.0), Some(1));
+    tally.done(1, false);
+    tally.count();
+    assert_eq!(
+        tally.take(10_000.0, 5000.0),
+        Some(2),
+        "a failed report is added back"
+    );
+    tally.done(2, true);
+    assert_eq!(tally.take(20_000.0, 5000.0), None, "all were taken");
+}

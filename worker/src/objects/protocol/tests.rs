@@ -76,6 +76,10 @@ fn every_stream_call_round_trips() {
     stream_round_trip(StreamCall::Stats);
     stream_round_trip(StreamCall::Disconnect);
     stream_round_trip(StreamCall::Viewers);
+    stream_round_trip(StreamCall::Figures);
+    for minutes in [1, 60, 1440] {
+        stream_round_trip(StreamCall::Series { minutes });
+    }
     stream_round_trip(StreamCall::RelayViewers {
         relay: 3,
         viewers: 1234,
@@ -122,6 +126,8 @@ fn every_relay_and_directory_call_round_trips() {
         DirectoryCall::Upsert(vec![entry]),
         DirectoryCall::Fault(true),
         DirectoryCall::Fault(false),
+        DirectoryCall::AddFailedOpen(17),
+        DirectoryCall::FailedOpen,
     ] {
         let wire = call.encode();
         let body = call

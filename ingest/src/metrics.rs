@@ -23,6 +23,21 @@ pub struct Status {
     pub status: String,
 }
 
+/// Why a message is terminated (dead-lettered): the documented set
+/// (docs/protocol.md, "Dead letters"). Each starts at zero, so that the first
+/// dead letter of a reason is an increase Prometheus sees (a series that
+/// appears at 1 has no increase to `increase()`).
+pub const TERM_REASONS: [&str; 4] = ["undecodable", "rejected", "too_large", "unknown_game"];
+
+/// Why a message is nak'd; each starts at zero, as above.
+pub const NAK_REASONS: [&str; 5] = [
+    "registry",
+    "unknown_game",
+    "lane_closed",
+    "shutdown",
+    "dead_letter_unavailable",
+];
+
 /// Every metric ingest exports.
 pub struct Metrics {
     /// Messages pulled from JetStream.
@@ -108,6 +123,16 @@ impl Metrics {
             "Messages delivered and not yet acknowledged",
             consumer_ack_pending.clone(),
         );
+        for reason in TERM_REASONS {
+            drop(terminated.get_or_create(&Reason {
+                reason: reason.into(),
+            }));
+        }
+        for reason in NAK_REASONS {
+            drop(nakked.get_or_create(&Reason {
+                reason: reason.into(),
+            }));
+        }
         Self {
             received,
             acked,
@@ -189,6 +214,8 @@ mod tests {
         m.post_seconds.observe(0.01);
         let text = m.encode();
         for name in [
+            "ingest_messages_terminated_total{reason=\"too_large\"} 0",
+            "ingest_messages_nakked_total{reason=\"shutdown\"} 0",
             "ingest_messages_received_total 1",
             "ingest_messages_nakked_total{reason=\"edge_unavailable\"} 1",
             "ingest_messages_terminated_total{reason=\"undecodable\"} 1",

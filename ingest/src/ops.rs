@@ -65,6 +65,11 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("METRICS_ADDR {addr}: {e}"))?;
+    // The bound address, so a port 0 can be read back (tests, scrapers).
+    match listener.local_addr() {
+        Ok(bound) => tracing::info!("operations endpoint on http://{bound}"),
+        Err(err) => tracing::warn!("operations endpoint bound, address unknown: {err}"),
+    }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;

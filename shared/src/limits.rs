@@ -448,17 +448,20 @@ pub fn read_usage(id: &str, days: &[String]) -> Vec<Command> {
         .collect()
 }
 
-/// Commands (two, for one pipeline with other keys') reading what an
+/// Commands (four, for one pipeline with other keys') reading what an
 /// operator sees of a key now: the streams holding an unexpired lease at
-/// `now_ms` (a `ZCOUNT`), then today's usage (an `HGETALL`, read with
-/// [`day_usage`] for the day [`day`]`(now_ms)`).
-pub fn read_key_now(id: &str, now_ms: i64) -> [Command; 2] {
+/// `now_ms` (a `ZCOUNT`), today's usage (an `HGETALL`, read with
+/// [`day_usage`] for the day [`day`]`(now_ms)`), and the connects and
+/// requests counted so far in this minute's windows (`GET`s; nil when none).
+pub fn read_key_now(id: &str, now_ms: i64) -> [Command; 4] {
     [
         Command::new("ZCOUNT")
             .arg(streams_key(id))
             .arg(format!("({now_ms}"))
             .arg("+inf"),
         Command::new("HGETALL").arg(usage_key(id, &day(now_ms))),
+        Command::new("GET").arg(window_key(id, "connects", now_ms)),
+        Command::new("GET").arg(window_key(id, "requests", now_ms)),
     ]
 }
 
@@ -689,11 +692,20 @@ mod tests {
     #[test]
     fn a_key_now_is_its_unexpired_leases_and_todays_usage() {
         let now = 1_764_720_000_123; // 2025-12-03
-        let [open, usage] = read_key_now("key_1", now);
+        let [open, usage, connects, requests] = read_key_now("key_1", now);
         assert_eq!(
             open.parts(),
             ["ZCOUNT", "gf:{key_1}:streams", "(1764720000123", "+inf"]
         );
         assert_eq!(usage.parts(), ["HGETALL", "gf:{key_1}:usage:2025-12-03"]);
+        let minute = now / WINDOW_MS;
+        assert_eq!(
+            connects.parts(),
+            ["GET".to_string(), format!("gf:{{key_1}}:connects:{minute}")]
+        );
+        assert_eq!(
+            requests.parts(),
+            ["GET".to_string(), format!("gf:{{key_1}}:requests:{minute}")]
+        );
     }
 }

@@ -30,6 +30,7 @@ pub mod node_driver;
 pub mod pipeline;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod runs;
 pub mod scrape;
 pub mod sse;

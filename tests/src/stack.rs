@@ -305,12 +305,24 @@ pub fn start_ingest(
             .env("DEBEZIUM_PREFIX", PREFIX)
             .env("EDGE_URL", edge_url)
             .env("INGEST_SECRET", secret)
-            // Port 0: ingest binds a free one itself. Nothing here reads its
-            // metrics, so the port needs no reading back.
+            // Port 0: ingest binds a free one itself and logs it (see
+            // [`ingest_ops_url`]).
             .env("METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info,ingest=debug"),
         log,
     )
+}
+
+/// The base URL of the operations endpoint (`/healthz`, `/metrics`) of an
+/// ingest that [`start_ingest`] started, read back from its log once it
+/// answers. Fails at once, with the log tail, when ingest exits.
+pub async fn ingest_ops_url(ingest: &mut Proc) -> anyhow::Result<String> {
+    ready_url(
+        ingest,
+        "ingest's operations endpoint",
+        "operations endpoint on ",
+    )
+    .await
 }
 
 /// Ports and places of a whole local stack.

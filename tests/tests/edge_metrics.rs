@@ -77,7 +77,9 @@ async fn series_metrics_and_overview_agree_with_what_was_stored_and_who_watches(
         .await
         .unwrap();
     let (key, key_id) = edge
-        .create_key(json!({"name": "watcher", "test": true}))
+        .create_key(
+            json!({"name": "watcher", "test": true, "max_streams": 10, "connects_per_minute": 100}),
+        )
         .await
         .unwrap();
     // Three rounds committed 7 s before they reach the edge (in (5 s, 10 s]
@@ -211,6 +213,10 @@ async fn series_metrics_and_overview_agree_with_what_was_stored_and_who_watches(
         }
     }
     assert_eq!(today["connects"], 2);
+    assert_eq!(
+        get(&format!("gamefeed_key_max_streams{{key_id=\"{key_id}\"}}")),
+        10.0
+    );
     assert_eq!(get("gamefeed_limits_failed_open_total"), 0.0);
     assert!(!text.contains(&key), "a key in the scrape");
     assert!(
@@ -243,6 +249,14 @@ async fn series_metrics_and_overview_agree_with_what_was_stored_and_who_watches(
         .find(|k| k["key_id"] == key_id.as_str())
         .unwrap();
     assert_eq!(keyed["streams_open"], 2);
+    assert_eq!(keyed["max_streams"], 10);
+    assert_eq!(keyed["connects_per_minute"], 100);
+    assert_eq!(keyed["requests_per_minute"], 0, "none set, none by default");
+    // The two connects fall in this minute's window or the one before.
+    assert!(
+        keyed["connects_this_minute"].as_u64().unwrap() <= 2,
+        "{keyed}"
+    );
     drop(clients);
 }
 

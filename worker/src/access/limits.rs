@@ -438,21 +438,25 @@ pub(crate) async fn usage(env: &Env, key_id: &str, days: u32) -> ApiResult<serde
     Ok(serde_json::json!({"usage": usage}))
 }
 
-/// What an operator sees of each key of `ids` now (streams open, today's
-/// usage), read in one pipeline. `None` while limits are off.
-pub(crate) async fn keys_now(env: &Env, ids: &[String]) -> ApiResult<Option<Vec<KeyFigures>>> {
+/// What an operator sees of each key of `records` now (streams open,
+/// today's usage, this minute's windows, its limits), read in one
+/// pipeline. `None` while limits are off.
+pub(crate) async fn keys_now(
+    env: &Env,
+    records: &[ApiKeyRecord],
+) -> ApiResult<Option<Vec<KeyFigures>>> {
     let config = config(env);
     let Some((url, token)) = &config.upstash else {
         return Ok(None);
     };
-    if ids.is_empty() {
+    if records.is_empty() {
         return Ok(Some(Vec::new()));
     }
     let now = now_ms() as i64;
     let today = limits::day(now);
-    let commands: Vec<Command> = ids
+    let commands: Vec<Command> = records
         .iter()
-        .flat_map(|id| limits::read_key_now(id, now))
+        .flat_map(|r| limits::read_key_now(&r.id, now))
         .collect();
     let unavailable = |err: upstash::Error| {
         worker::console_error!("limits: reading the keys' figures failed: {err}");
@@ -464,18 +468,34 @@ pub(crate) async fn keys_now(env: &Env, ids: &[String]) -> ApiResult<Option<Vec<
         .map_err(unavailable)?;
     let short = || unavailable(upstash::Error::Malformed("short pipeline reply".into()));
     let mut replies = replies.into_iter();
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let open = replies.next().ok_or_else(short)?.map_err(unavailable)?;
-        let usage = replies.next().ok_or_else(short)?.map_err(unavailable)?;
-        let day = limits::day_usage(&today, &usage).map_err(unavailable)?;
+    let mut next =
+        || -> ApiResult<upstash::Value> { replies.next().ok_or_else(short)?.map_err(unavailable) };
+    // A window nobody counted in yet is nil: zero.
+    let count = |v: upstash::Value| -> ApiResult<u64> {
+        match v {
+            upstash::Value::Nil => Ok(0),
+            v => Ok(u64::try_from(v.as_i64().map_err(unavailable)?).unwrap_or(0)),
+        }
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let open = count(next()?)?;
+        let day = limits::day_usage(&today, &next()?).map_err(unavailable)?;
+        let connects_this_minute = count(next()?)?;
+        let requests_this_minute = count(next()?)?;
+        let limits = Limits::for_key(record, config.defaults);
         out.push(KeyFigures {
-            key_id: id.clone(),
-            streams_open: u64::try_from(open.as_i64().map_err(unavailable)?).unwrap_or(0),
+            key_id: record.id.clone(),
+            streams_open: open,
             connects: day.connects,
             rejected: day.rejected,
             stream_seconds: day.stream_seconds,
             requests: day.requests,
+            connects_this_minute,
+            requests_this_minute,
+            max_streams: limits.max_streams,
+            connects_per_minute: limits.connects_per_minute,
+            requests_per_minute: limits.requests_per_minute,
         });
     }
     Ok(Some(out))

@@ -44,6 +44,16 @@ pub(crate) struct KeyFigures {
     pub(crate) stream_seconds: i64,
     /// REST requests.
     pub(crate) requests: i64,
+    /// Streams admitted in the current minute's window.
+    pub(crate) connects_this_minute: u64,
+    /// REST requests in the current minute's window.
+    pub(crate) requests_this_minute: u64,
+    /// The key's limits in force (its own, else the defaults); 0: none.
+    pub(crate) max_streams: u32,
+    /// See `max_streams`.
+    pub(crate) connects_per_minute: u32,
+    /// See `max_streams`.
+    pub(crate) requests_per_minute: u32,
 }
 
 /// Everything one scrape gathered.
@@ -133,6 +143,16 @@ impl Collector for Scrape {
             open.encode_family(&[("key_id", k.key_id.as_str())])?
                 .encode_gauge(&k.streams_open)?;
         }
+        let mut max = encoder.encode_descriptor(
+            "gamefeed_key_max_streams",
+            "An API key's max_streams in force; keys without a limit are left out.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for k in self.keys.iter().filter(|k| k.max_streams > 0) {
+            max.encode_family(&[("key_id", k.key_id.as_str())])?
+                .encode_gauge(&k.max_streams)?;
+        }
         let mut usage = encoder.encode_descriptor(
             "gamefeed_key_usage_today",
             "An API key's usage so far today (UTC), by kind.",
@@ -187,14 +207,22 @@ mod tests {
                     ..StreamFigures::default()
                 },
             ],
-            keys: vec![KeyFigures {
-                key_id: "key_00ff".into(),
-                streams_open: 4,
-                connects: 10,
-                rejected: 1,
-                stream_seconds: 600,
-                requests: 7,
-            }],
+            keys: vec![
+                KeyFigures {
+                    key_id: "key_00ff".into(),
+                    streams_open: 4,
+                    connects: 10,
+                    rejected: 1,
+                    stream_seconds: 600,
+                    requests: 7,
+                    max_streams: 5,
+                    ..KeyFigures::default()
+                },
+                KeyFigures {
+                    key_id: "key_unlimited".into(),
+                    ..KeyFigures::default()
+                },
+            ],
             failed_open: 5,
         }
     }
@@ -219,6 +247,7 @@ mod tests {
             "gamefeed_commit_to_edge_seconds_bucket{le=\"+Inf\",stream=\"game:crash\"} 3",
             "gamefeed_commit_to_edge_seconds_count{stream=\"type:dice\"} 0",
             "gamefeed_key_streams_open{key_id=\"key_00ff\"} 4",
+            "gamefeed_key_max_streams{key_id=\"key_00ff\"} 5",
             "gamefeed_key_usage_today{key_id=\"key_00ff\",kind=\"connects\"} 10",
             "gamefeed_key_usage_today{key_id=\"key_00ff\",kind=\"rejected\"} 1",
             "gamefeed_key_usage_today{key_id=\"key_00ff\",kind=\"stream_seconds\"} 600",
@@ -232,6 +261,10 @@ mod tests {
             );
         }
         assert!(text.ends_with("# EOF\n"));
+        assert!(
+            !text.contains("gamefeed_key_max_streams{key_id=\"key_unlimited\"}"),
+            "a key without a limit has no max: {text}"
+        );
     }
 
     #[test]

@@ -379,15 +379,11 @@ async fn gather(env: &Env) -> ApiResult<Scrape> {
     }))
     .await;
     let failed_open = directory::failed_open(env).await?;
-    let records = all_records(env).await?;
-    let ids: Vec<String> = records
-        .into_iter()
-        .filter(|r| !r.revoked)
-        .map(|r| r.id)
-        .collect();
+    let mut records = all_records(env).await?;
+    records.retain(|r| !r.revoked);
     // Without Upstash the scrape still answers (its fail-open total is what
     // an operator needs then); the keys' figures are left out.
-    let keys = limits::keys_now(env, &ids)
+    let keys = limits::keys_now(env, &records)
         .await
         .ok()
         .flatten()

@@ -5,18 +5,17 @@
 //   node client/build.mjs            build into client/dist
 //   node client/build.mjs --check    build elsewhere; fail if client/dist differs
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { gzipSync } from "node:zlib";
 
 import * as esbuild from "esbuild";
+
+import { budget, compare, outDir } from "../scripts/dist.mjs";
 
 const BUDGET = 5 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
 const check = process.argv.includes("--check");
-const out = check ? mkdtempSync(join(tmpdir(), "gamefeed-client-")) : join(here, "dist");
+const out = outDir(join(here, "dist"), check, "client");
 
 const common = { bundle: true, format: "esm", target: "es2020", minify: true, legalComments: "none", logLevel: "warning" };
 await esbuild.build({ ...common, entryPoints: [join(here, "src/index.ts")], outfile: join(out, "index.js") });
@@ -30,23 +29,5 @@ await esbuild.build({
 });
 execFileSync(join(here, "../node_modules/.bin/tsc"), ["-p", join(here, "tsconfig.json"), "--outDir", out], { stdio: "inherit" });
 
-const size = gzipSync(readFileSync(join(out, "index.js")), { level: 9 }).length;
-console.log(`@gamefeed/client core: ${size} bytes minified and gzipped (budget ${BUDGET})`);
-if (size > BUDGET) {
-  console.error("the core is over its size budget");
-  process.exit(1);
-}
-
-if (check) {
-  const files = (dir) => readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile()).sort();
-  const built = files(out);
-  const kept = files(join(here, "dist"));
-  const stale = built.filter((f) => !kept.includes(f) || !readFileSync(join(out, f)).equals(readFileSync(join(here, "dist", f))));
-  const extra = kept.filter((f) => !built.includes(f));
-  rmSync(out, { recursive: true, force: true });
-  if (stale.length || extra.length) {
-    console.error(`client/dist is not what client/src builds (${[...stale, ...extra].join(", ")}): run node client/build.mjs`);
-    process.exit(1);
-  }
-  console.log("client/dist matches client/src");
-}
+budget("@gamefeed/client core", [join(out, "index.js")], BUDGET);
+if (check) compare(out, join(here, "dist"), "client/dist", "node client/build.mjs");

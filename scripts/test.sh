@@ -34,6 +34,10 @@ node client/build.mjs --check
 node --test client/test/*.test.mjs
 node client/test/readme-example.mjs
 
+step "operators' console (console/): dist is what src builds, type-check, page weight budget, unit tests"
+node console/build.mjs --check
+node --test console/test/*.test.mjs
+
 step "shared builds for wasm32"
 cargo check -p shared --target wasm32-unknown-unknown --locked
 

@@ -1,6 +1,6 @@
 //! Drives a Node script of `client/test/` (the browser client's checks
-//! against the real Worker, from Node or through Chromium) and does what it
-//! asks: the script prints `{"ask": …}` lines (store these rounds, end this
+//! against the real Worker, from Node or through Chromium) or
+//! `console/test/` (the console in Chromium) and does what it asks: the script prints `{"ask": …}` lines (store these rounds, end this
 //! stream's clients) and reads `ok` back on stdin; it prints `{"result": …}`
 //! lines, and exits non-zero with its failed check on stderr.
 
@@ -18,18 +18,48 @@ use crate::repo_root;
 /// The longest a scenario may take on a slow machine.
 const SCENARIO: Duration = Duration::from_secs(240);
 
+/// What a scenario script may ask of its Rust test.
+pub trait Asks {
+    /// Does what `ask` says; an error goes back to the script.
+    fn answer(&self, ask: &Value) -> impl std::future::Future<Output = anyhow::Result<()>>;
+}
+
+/// The asks of `client/test`'s scripts, answered against an [`Edge`].
+struct EdgeAsks<'a>(&'a Edge);
+
+impl Asks for EdgeAsks<'_> {
+    async fn answer(&self, ask: &Value) -> anyhow::Result<()> {
+        answer(self.0, ask).await
+    }
+}
+
 /// Runs scenario `name` of `client/test/<script>` against `edge` with the
 /// API key `key`; answers its asks; returns its result lines. Fails with
 /// the script's stderr when it exits non-zero, and when it runs longer
 /// than [`SCENARIO`].
 pub async fn drive(edge: &Edge, key: &str, script: &str, name: &str) -> anyhow::Result<Vec<Value>> {
+    let env = [
+        ("GAMEFEED_URL", edge.url("")),
+        ("GAMEFEED_KEY", key.to_string()),
+        ("GAMEFEED_ADMIN", edge.admin_token.clone()),
+    ];
+    let script = repo_root().join("client/test").join(script);
+    drive_with(&script, name, &env, &EdgeAsks(edge)).await
+}
+
+/// Runs scenario `name` of the Node script `script` with `env`, answering
+/// its asks with `asks`; as [`drive`].
+pub async fn drive_with(
+    script: &std::path::Path,
+    name: &str,
+    env: &[(&str, String)],
+    asks: &impl Asks,
+) -> anyhow::Result<Vec<Value>> {
     let root = repo_root();
     let mut child = tokio::process::Command::new(root.join("node_modules/.bin/node"))
-        .arg(root.join("client/test").join(script))
+        .arg(script)
         .arg(name)
-        .env("GAMEFEED_URL", edge.url(""))
-        .env("GAMEFEED_KEY", key)
-        .env("GAMEFEED_ADMIN", &edge.admin_token)
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -57,7 +87,7 @@ pub async fn drive(edge: &Edge, key: &str, script: &str, name: &str) -> anyhow::
             if let Some(result) = message.get("result") {
                 results.push(result.clone());
             } else if let Some(ask) = message.get("ask") {
-                let reply = match answer(edge, ask).await {
+                let reply = match asks.answer(ask).await {
                     Ok(()) => "ok".to_string(),
                     Err(err) => format!("{err:#}"),
                 };
@@ -68,7 +98,11 @@ pub async fn drive(edge: &Edge, key: &str, script: &str, name: &str) -> anyhow::
     };
     match tokio::time::timeout(SCENARIO, run).await {
         Ok(ran) => ran?,
-        Err(_) => bail!("scenario {name} took longer than {SCENARIO:?}"),
+        Err(_) => {
+            let _ = child.start_kill();
+            let errors = errors.await.unwrap_or_default();
+            bail!("scenario {name} took longer than {SCENARIO:?}:\n{errors}");
+        }
     }
     let status = child.wait().await?;
     let errors = errors.await.unwrap_or_default();

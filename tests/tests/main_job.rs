@@ -154,6 +154,18 @@ async fn the_main_job_comes_up_stops_cleanly_resumes_and_recovers_from_a_kill() 
         .await
         .unwrap();
     assert!(health.contains(r#""limits":"on""#), "{health}");
+    // The console's URL is printed, and answers with its page.
+    let console_line = first
+        .seen
+        .iter()
+        .find(|l| l.trim_start().starts_with("console"))
+        .cloned()
+        .expect("a console line among the printed ones");
+    let console_url = console_line.split_whitespace().nth(1).unwrap();
+    assert_eq!(console_url, format!("{worker}/console"), "{console_line}");
+    let page = http_client().get(console_url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("/console.js"));
     let usage_line = first.line("its usage").await;
     let command = usage_line.trim().trim_start_matches("its usage").trim();
     let output = tokio::process::Command::new("sh")

@@ -354,6 +354,22 @@ pub(crate) async fn stream_series(
     respond(200, object.series(minutes).await?)
 }
 
+/// `GET /admin/streams/:kind/:name/rounds?limit=N` (as the public route:
+/// 1–1000, default 50):
+/// the stream's latest rounds, newest first, as `GET /api/games/:game/rounds`
+/// answers them (the console shows them without an API key).
+pub(crate) async fn stream_rounds(
+    req: &Request,
+    env: Env,
+    kind: &str,
+    name: &str,
+) -> ApiResult<Response> {
+    let limit = super::api::rounds_limit(req)?;
+    let object = StreamStub::of(&env, &stream_of(kind, name)?)?;
+    let array = object.rounds(limit, i64::MAX).await?;
+    respond(200, super::api::rounds_body(&array))
+}
+
 /// Everything a scrape shows, gathered with `2 + S` object calls whatever
 /// the audience: the directory's games and its fail-open total, then one
 /// call to each of the S streams (every game and game type; relays are

@@ -73,18 +73,31 @@ pub(crate) async fn latest(req: Request, env: Env, game: &str) -> ApiResult<Resp
     }
 }
 
-/// `GET /api/games/:game/rounds?limit=&before=`: newest first.
-pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Response> {
-    let stream = game_slug(game)?;
-    let query = |name: &str| http::query(&req, name);
-    let limit = match query("limit") {
-        None => DEFAULT_LIMIT,
+/// `?limit=` of a rounds route: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
+pub(crate) fn rounds_limit(req: &Request) -> ApiResult<u32> {
+    match http::query(req, "limit") {
+        None => Ok(DEFAULT_LIMIT),
         Some(raw) => raw
             .parse::<u32>()
             .ok()
             .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+/// `{"rounds":[…]}` around a JSON array of rounds.
+pub(crate) fn rounds_body(array: &[u8]) -> Vec<u8> {
+    let mut body = br#"{"rounds":"#.to_vec();
+    body.extend_from_slice(array);
+    body.push(b'}');
+    body
+}
+
+/// `GET /api/games/:game/rounds?limit=&before=`: newest first.
+pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Response> {
+    let stream = game_slug(game)?;
+    let query = |name: &str| http::query(&req, name);
+    let limit = rounds_limit(&req)?;
     let before = match query("before") {
         None => i64::MAX,
         Some(raw) => raw
@@ -94,12 +107,7 @@ pub(crate) async fn rounds(req: Request, env: Env, game: &str) -> ApiResult<Resp
     let admitted = admission::admit_request(&req, &env, std::slice::from_ref(&stream)).await?;
     known_game(&env, &stream).await?;
     match StreamStub::of(&env, &stream)?.rounds(limit, before).await {
-        Ok(array) => {
-            let mut body = br#"{"rounds":"#.to_vec();
-            body.extend_from_slice(&array);
-            body.push(b'}');
-            json(&admitted, body)
-        }
+        Ok(array) => json(&admitted, rounds_body(&array)),
         Err(err) => {
             worker::console_error!("history of {game}: {err}");
             Err(ApiError::unavailable("stream unavailable, retry shortly"))

@@ -80,6 +80,10 @@ async fn route(
             allow(method, &[Get, Head])?;
             client_script()
         }
+        [name @ ("console" | "console.js" | "console.css")] => {
+            allow(method, &[Get, Head])?;
+            console_file(name)
+        }
         ["favicon.ico"] => Ok(Response::builder().with_status(204).empty()),
         ["healthz"] => {
             allow(method, &[Get, Head])?;
@@ -169,6 +173,11 @@ async fn route(
             admin::authorize(&req, &env)?;
             admin::stream_series(&req, env, kind, name).await
         }
+        ["admin", "streams", kind, name, "rounds"] => {
+            allow(method, &[Get])?;
+            admin::authorize(&req, &env)?;
+            admin::stream_rounds(&req, env, kind, name).await
+        }
         ["admin", "metrics"] => {
             allow(method, &[Get])?;
             admin::authorize(&req, &env)?;
@@ -199,36 +208,85 @@ fn allow(method: &Method, allowed: &[Method]) -> ApiResult<()> {
     }
 }
 
+/// A page or script compiled into the Worker, with its headers.
+fn asset(body: &'static str, headers: &[(&str, &str)]) -> ApiResult<Response> {
+    let out = Headers::new();
+    for (name, value) in headers {
+        out.set(name, value)?;
+    }
+    Ok(Response::builder()
+        .with_headers(out)
+        .fixed(body.as_bytes().to_vec()))
+}
+
 /// The demo page: one card per game, live over EventSource with the key
 /// from the page's own URL. Static, so it is compiled in.
 fn demo_page() -> ApiResult<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "text/html; charset=utf-8")?;
-    headers.set("cache-control", "no-cache")?;
-    headers.set(
-        "content-security-policy",
-        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'",
-    )?;
-    headers.set("referrer-policy", "no-referrer")?;
-    Ok(Response::builder()
-        .with_headers(headers)
-        .fixed(include_str!("demo.html").as_bytes().to_vec()))
+    asset(
+        include_str!("demo.html"),
+        &[
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "no-cache"),
+            (
+                "content-security-policy",
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+            ("referrer-policy", "no-referrer"),
+        ],
+    )
 }
 
 /// `GET /client.js`: the browser client (`@gamefeed/client`, built from
 /// `client/`), for pages on any origin to import as a module.
 fn client_script() -> ApiResult<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "text/javascript; charset=utf-8")?;
-    headers.set("cache-control", "public, max-age=300")?;
-    // A module script from another origin is fetched with CORS.
-    headers.set("access-control-allow-origin", "*")?;
-    headers.set("x-content-type-options", "nosniff")?;
-    Ok(Response::builder().with_headers(headers).fixed(
-        include_str!("../../../client/dist/index.js")
-            .as_bytes()
-            .to_vec(),
-    ))
+    asset(
+        include_str!("../../../client/dist/index.js"),
+        &[
+            ("content-type", "text/javascript; charset=utf-8"),
+            ("cache-control", "public, max-age=300"),
+            // A module script from another origin is fetched with CORS.
+            ("access-control-allow-origin", "*"),
+            ("x-content-type-options", "nosniff"),
+        ],
+    )
+}
+
+/// Headers of the console's page and files: its own scripts and styles
+/// only, calls to this origin only, no frame, no referrer, and no form
+/// ever submitted by the browser itself (a form that did would put what
+/// it holds in a URL).
+const CONSOLE_HEADERS: [(&str, &str); 5] = [
+    ("cache-control", "no-cache"),
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+];
+
+/// `GET /console`, `/console.js`, `/console.css`: the operators' console
+/// (built from `console/`). Public files; every figure it shows comes from
+/// the admin routes, with the token the operator types.
+fn console_file(name: &str) -> ApiResult<Response> {
+    let (body, kind) = match name {
+        "console.js" => (
+            include_str!("../../../console/dist/console.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console.css" => (
+            include_str!("../../../console/dist/console.css"),
+            "text/css; charset=utf-8",
+        ),
+        _ => (
+            include_str!("../../../console/index.html"),
+            "text/html; charset=utf-8",
+        ),
+    };
+    let mut headers = vec![("content-type", kind)];
+    headers.extend(CONSOLE_HEADERS);
+    asset(body, &headers)
 }
 
 /// `{"status":"ok","limits":"on"|"off","config":"ok"|[names]}`: `config`

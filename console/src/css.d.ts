@@ -1,0 +1,2 @@
+// esbuild bundles the stylesheets the console imports.
+declare module "*.css";

@@ -153,10 +153,11 @@ export async function createKey(url, secrets, name) {
   return (await created.json()).key;
 }
 
-// Stores one new round of `crash` (signed as ingest signs its batches).
-export async function seedRound(url, secrets, roundId = 1) {
+// Stores one new round of a game, `crash` by default (signed as ingest signs
+// its batches).
+export async function seedRound(url, secrets, roundId = 1, game = "crash", type = "multiplier") {
   const round = {
-    round_id: roundId, game_id: 1, game_slug: "crash", game_type: "multiplier",
+    round_id: roundId, game_id: 1, game_slug: game, game_type: type,
     finished_at: new Date().toISOString(), extras: "{}", timestamp: Date.now(),
   };
   const body = JSON.stringify({ events: [{ kind: "new", round }] });

@@ -348,6 +348,7 @@ async fn run() -> anyhow::Result<()> {
     let at_nats = at_nats.lock().map(|m| m.clone()).unwrap_or_default();
     let at_edge = at_edge.lock().map(|m| m.clone()).unwrap_or_default();
     let (mut total, mut debezium, mut transport, mut fanout) = (vec![], vec![], vec![], vec![]);
+    let mut to_edge = vec![];
     // Per client: round id → (first receipt, how many times received).
     let by_client: Vec<HashMap<i64, (i64, u64)>> = received
         .iter()
@@ -369,6 +370,7 @@ async fn run() -> anyhow::Result<()> {
         };
         debezium.push(n - c);
         transport.push(e - n);
+        to_edge.push(e - c);
         for client in &by_client {
             match client.get(&id) {
                 Some(&(t, times)) => {
@@ -396,6 +398,30 @@ async fn run() -> anyhow::Result<()> {
         summary("NATS + ingest (NATS → edge POST)", &mut transport)
     );
     println!("{}", summary("edge (POST → client)", &mut fanout));
+    // The edge's own figure of the same span (its store minus the round's
+    // `timestamp`, in histogram buckets), beside the one measured here.
+    let (status, series) = edge
+        .admin(
+            reqwest::Method::GET,
+            "/admin/streams/game/crash/series?minutes=60",
+            None,
+        )
+        .await?;
+    if status != 200 {
+        bail!("series answered {status}: {series}");
+    }
+    let window = &series["window"];
+    let seconds = |v: &serde_json::Value| v.as_f64().map_or(f64::NAN, |s| s * 1000.0);
+    println!(
+        "{}",
+        summary("commit → edge POST (measured here)", &mut to_edge)
+    );
+    println!(
+        "| commit → edge, the edge's histogram (`/admin/streams/game/crash/series`) | {} | {:.1} | {:.1} | — |",
+        window["delay"]["count"],
+        seconds(&window["delay_p50"]),
+        seconds(&window["delay_p99"])
+    );
     println!("\nlost (round × client): {lost}, duplicated: {duplicated}");
     println!(
         "Debezium engine CPU (poll interval {} ms): {:.0} % of a core idle, {:.0} % while inserting",

@@ -53,6 +53,9 @@ pub(crate) fn table_exists(sql: &SqlStorage, name: &str) -> Result<bool> {
     Ok(rows.first().is_some_and(|c| c.n > 0))
 }
 
+/// The largest integer a JavaScript number holds exactly (2^53 - 1).
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
 /// The history of one stream object.
 pub(crate) struct History {
     sql: SqlStorage,
@@ -313,10 +316,20 @@ impl History {
     /// Up to `limit` rounds with ids below `before`, newest first, as a JSON
     /// array assembled from the stored JSON (no re-serialisation).
     pub(crate) fn rounds(&self, limit: u32, before: i64) -> Result<String> {
-        let rows = self.sql_rows(
-            "SELECT seq, round_id, json FROM rounds WHERE round_id < ? ORDER BY round_id DESC LIMIT ?",
-            vec![before.into(), i64::from(limit.clamp(1, 1000)).into()],
-        )?;
+        let limit = i64::from(limit.clamp(1, 1000));
+        // No bound past JavaScript's integers (`before` absent is i64::MAX):
+        // such a value would cross into SQLite inexactly, and with a warning.
+        let rows = if before > MAX_SAFE_INTEGER {
+            self.sql_rows(
+                "SELECT seq, round_id, json FROM rounds ORDER BY round_id DESC LIMIT ?",
+                vec![limit.into()],
+            )?
+        } else {
+            self.sql_rows(
+                "SELECT seq, round_id, json FROM rounds WHERE round_id < ? ORDER BY round_id DESC LIMIT ?",
+                vec![before.into(), limit.into()],
+            )?
+        };
         let mut body = String::from("[");
         for (i, row) in rows.iter().enumerate() {
             if i > 0 {

@@ -208,11 +208,11 @@ async fn all_records(env: &Env) -> ApiResult<Vec<ApiKeyRecord>> {
             _ => break,
         }
     }
+    // Read at once, not one after another: a scrape reads every record.
+    let read = join_all(names.iter().map(|name| kv.get(name).json::<ApiKeyRecord>())).await;
     let mut keys = Vec::with_capacity(names.len());
-    for name in names {
-        if let Some(record) = kv.get(&name).json::<ApiKeyRecord>().await? {
-            keys.push(record);
-        }
+    for record in read {
+        keys.extend(record?);
     }
     keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     Ok(keys)

@@ -164,30 +164,6 @@ impl Prometheus {
     }
 }
 
-/// The metric names a scrape declares (`# TYPE` lines), with the sample
-/// names each kind adds (`_total` for counters; `_bucket`, `_sum`,
-/// `_count` for histograms).
-pub fn declared_names(scrape: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for line in scrape.lines() {
-        let Some(rest) = line.strip_prefix("# TYPE ") else {
-            continue;
-        };
-        let mut parts = rest.split_whitespace();
-        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        names.push(name.to_string());
-        let suffixes: &[&str] = match kind {
-            "counter" => &["_total"],
-            "histogram" => &["_bucket", "_sum", "_count"],
-            _ => &[],
-        };
-        names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
-    }
-    names
-}
-
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

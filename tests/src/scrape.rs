@@ -1,5 +1,6 @@
 //! Reading a Prometheus scrape in tests: the samples of an OpenMetrics (or
-//! Prometheus) text body, by their name and labels as written.
+//! Prometheus) text body, by their name and labels as written, and the
+//! metric names it declares.
 
 use std::collections::BTreeMap;
 
@@ -28,4 +29,28 @@ pub fn samples(text: &str) -> anyhow::Result<BTreeMap<String, f64>> {
         }
     }
     Ok(out)
+}
+
+/// The metric names a scrape declares (`# TYPE` lines), with the sample
+/// names each kind adds (`_total` for counters; `_bucket`, `_sum`,
+/// `_count` for histograms).
+pub fn declared_names(scrape: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in scrape.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        names.push(name.to_string());
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[],
+        };
+        names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+    }
+    names
 }

@@ -12,7 +12,8 @@
 use std::collections::BTreeSet;
 
 use devstack::edge::TIMEOUT;
-use devstack::prometheus::{Prometheus, Targets, declared_names, deploy_dir, promtool};
+use devstack::prometheus::{Prometheus, Targets, deploy_dir, promtool};
+use devstack::scrape::declared_names;
 use devstack::stack::{PREFIX, Stack, StackOptions, ingest_ops_url};
 use devstack::{fixtures, repo_root, wait_for};
 use serde_json::Value;
